@@ -1,0 +1,1 @@
+//! The in-memory route index (to be written).

@@ -1,0 +1,4 @@
+//! The central server: provider directory, route queries, certificate
+//! authority and (later) the settlement ledger.
+
+pub mod index;

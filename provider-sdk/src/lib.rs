@@ -1,0 +1,13 @@
+//! The provider SDK: what every participant of the network uses.
+//!
+//! - [`number`], [`money`], [`ratedeck`]: phone numbers and prefixes, exact
+//!   prices, and rate decks (what a provider charges per destination prefix).
+//! - [`sip`]: the SIP layer (validation, B2BUA building blocks, OPTIONS prober).
+//!   SIP library types stay inside this module.
+//! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
+
+pub mod media;
+pub mod money;
+pub mod number;
+pub mod ratedeck;
+pub mod sip;

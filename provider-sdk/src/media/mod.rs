@@ -1,0 +1,1 @@
+//! The media relay (to be written).

@@ -1,0 +1,1 @@
+//! Phone numbers (E.164) and number prefixes.
