@@ -21,18 +21,18 @@
 //!
 //! # Modules
 //!
-//! - [`relay`]: [`MediaRelay`] (configuration, port pool, forwarding threads)
+//! - The [`relay`] module: [`MediaRelay`] (configuration, port pool, forwarding threads)
 //!   and [`CallMedia`] (per call: SDP rewriting for each leg, statistics,
 //!   media timeout). A re-offer from either side (re-INVITE, UPDATE) goes
 //!   through the same `rewrite_offer`/`rewrite_answer`; ports stay stable
 //!   for the call.
-//! - [`sdp_rewrite`]: parses SDP with the `sdp` crate and edits the original
+//! - The [`sdp_rewrite`] module: parses SDP with the `sdp` crate and edits the original
 //!   bytes: only `c=` addresses, `m=` ports and `a=rtcp:` change. Hold with
 //!   `c=0.0.0.0` and disabled streams (port 0) are left as they are. ICE
 //!   candidates are not rewritten (the relay is not an ICE agent).
-//! - [`rtp_stats`]: RFC 3550 receive statistics (loss with wrap-around and
+//! - The [`rtp_stats`] module: RFC 3550 receive statistics (loss with wrap-around and
 //!   reordering, interarrival jitter) fed with headers parsed by the `rtp` crate.
-//! - [`ports`]: even/odd port pairs from the configured range, bound on
+//! - The [`ports`] module: even/odd port pairs from the configured range, bound on
 //!   allocation, released when the sockets close.
 //!
 //! # What the relay does with packets

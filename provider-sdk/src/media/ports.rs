@@ -67,7 +67,7 @@ impl PortAllocator {
                 "port range {start}-{end} holds no even/odd port pair (ports must be 1-65535)"
             )));
         }
-        let pairs = usize::from((end - first_even + 1) / 2);
+        let pairs = usize::from((end - first_even).div_ceil(2));
         Ok(Arc::new(PortAllocator {
             first_even,
             range: (start, end),
