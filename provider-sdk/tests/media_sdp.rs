@@ -96,6 +96,17 @@ fn rewrite_changes_only_addresses_and_ports() {
 }
 
 #[test]
+fn unusual_spacing_is_rewritten_in_place() {
+    // Found by fuzzing: the parser accepts runs of spaces between fields.
+    let input = "v=0\no=a 1 2 IN IP4 10.0.0.5\ns=-\nc=IN  IP4   10.0.0.5\nt=0 0\nm=audio  978 RTP/AVP 0\na=rtcp: 979  IN IP4  10.0.0.5\n";
+    let out = rewrite(input.as_bytes(), ip("192.0.2.1"), &[Some(30000)]).unwrap();
+    let expected = "v=0\no=a 1 2 IN IP4 10.0.0.5\ns=-\nc=IN  IP4 192.0.2.1\nt=0 0\nm=audio  30000 RTP/AVP 0\na=rtcp: 30001  IN IP4 192.0.2.1\n";
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
+    let m = SdpMedia::parse(expected.as_bytes()).unwrap();
+    assert_eq!(m.streams[0].rtp, Some("192.0.2.1:30000".parse().unwrap()));
+}
+
+#[test]
 fn ipv4_offer_rewritten_to_ipv6_relay_changes_address_type() {
     let out = rewrite(SIPP.as_bytes(), ip("::1"), &[Some(30000)]).unwrap();
     let out = String::from_utf8(out).unwrap();

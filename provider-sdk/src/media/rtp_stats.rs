@@ -30,7 +30,26 @@ impl RtpHeaderFields {
     /// extension, or a version other than 2).
     pub fn parse(packet: &[u8]) -> Option<RtpHeaderFields> {
         use webrtc_util::Unmarshal;
-        let mut buf = packet;
+        let first = *packet.first()?;
+        let fixed = 12 + 4 * usize::from(first & 0x0f);
+        if packet.len() < fixed {
+            return None;
+        }
+        if first & 0x10 != 0 {
+            // The extension block must fit in the packet.
+            let ext = packet.get(fixed..fixed + 4)?;
+            let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+            if packet.len() < fixed + 4 + 4 * words {
+                return None;
+            }
+        }
+        // The crate parses only the fixed header and CSRCs here: its parser of
+        // RFC 8285 extension elements trusts element lengths and panics on
+        // crafted input (found by fuzzing), and statistics need no extensions.
+        let mut head = [0u8; 12 + 4 * 15];
+        head[..fixed].copy_from_slice(&packet[..fixed]);
+        head[0] &= !0x10;
+        let mut buf = &head[..fixed];
         let header = rtp::header::Header::unmarshal(&mut buf).ok()?;
         (header.version == 2).then_some(RtpHeaderFields {
             payload_type: header.payload_type,
@@ -399,5 +418,18 @@ mod tests {
         // Claims 15 CSRCs but has none.
         p[0] = 0x8f;
         assert!(RtpHeaderFields::parse(&p).is_none());
+        // A one-byte-header extension (RFC 8285) whose element claims more
+        // bytes than the block holds: malformed elements are not our concern,
+        // the fixed header still parses and nothing panics.
+        let mut x = vec![
+            0x90, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0xbe, 0xde, 0, 1, 0x1f, 0, 0, 0,
+        ];
+        assert_eq!(
+            RtpHeaderFields::parse(&x).map(|h| h.sequence_number),
+            Some(9)
+        );
+        // An extension block longer than the packet is malformed.
+        x[15] = 9;
+        assert!(RtpHeaderFields::parse(&x).is_none());
     }
 }

@@ -223,6 +223,26 @@ fn lines(sdp: &[u8]) -> impl Iterator<Item = Line<'_>> {
     })
 }
 
+/// Spans `(start, end)` of the whitespace-separated tokens of `line` from `skip` on.
+fn tokens(line: &[u8], skip: usize) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, b) in line.iter().enumerate().skip(skip) {
+        match (b.is_ascii_whitespace(), start) {
+            (true, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, line.len()));
+    }
+    spans
+}
+
 /// Rewrites `sdp` so that the media of each `m=` line is sent to `address` on
 /// `ports[i]` (RTCP to `ports[i] + 1`). `ports[i] == None` leaves the line as
 /// it is (used for disabled streams, port 0). Connection lines with an
@@ -248,24 +268,24 @@ pub fn rewrite(sdp: &[u8], address: IpAddr, ports: &[Option<u16>]) -> Result<Vec
     };
     for line in lines(sdp) {
         let t = line.text;
+        let at = |offset: usize| line.start + offset;
         if t.starts_with(b"m=") {
             let i = section.map_or(0, |s| s + 1);
             section = Some(i);
             let Some(port) = ports[i] else { continue };
-            // "m=<media> <port>[/<count>] ..." : replace only the port digits.
-            let Some(sp) = t.iter().position(|b| *b == b' ') else {
+            // "m=<media> <port>[/<count>] ...": replace only the port digits.
+            let Some(&(from, to)) = tokens(t, 2).get(1) else {
                 continue;
             };
-            let digits = t[sp + 1..]
+            let digits = t[from..to]
                 .iter()
                 .take_while(|b| b.is_ascii_digit())
                 .count();
-            let from = line.start + sp + 1;
             edit(
                 &mut out,
                 &mut copied,
-                from,
-                from + digits,
+                at(from),
+                at(from + digits),
                 port.to_string().as_bytes(),
             );
         } else if t.starts_with(b"c=") {
@@ -274,13 +294,13 @@ pub fn rewrite(sdp: &[u8], address: IpAddr, ports: &[Option<u16>]) -> Result<Vec
                     continue;
                 }
             }
-            // "c=IN IP4 <addr>[/ttl]": replace "<type> <addr>[/...]".
-            let value = &t[2..];
-            let mut fields = value.splitn(3, |b| *b == b' ');
-            let (Some(_), Some(_), Some(addr)) = (fields.next(), fields.next(), fields.next())
+            // "c=IN IP4 <addr>[/ttl]": replace "<addrtype> <addr>[/...]".
+            let toks = tokens(t, 2);
+            let (Some(&(type_from, _)), Some(&(addr_from, addr_to))) = (toks.get(1), toks.get(2))
             else {
                 continue;
             };
+            let addr = &t[addr_from..addr_to];
             let addr = addr.split(|b| *b == b'/').next().unwrap_or(addr);
             let unspecified = std::str::from_utf8(addr)
                 .ok()
@@ -289,41 +309,41 @@ pub fn rewrite(sdp: &[u8], address: IpAddr, ports: &[Option<u16>]) -> Result<Vec
             if unspecified {
                 continue;
             }
-            let Some(type_at) = value.iter().position(|b| *b == b' ') else {
-                continue;
-            };
-            let from = line.start + 2 + type_at + 1;
             edit(
                 &mut out,
                 &mut copied,
-                from,
-                line.start + t.len(),
+                at(type_from),
+                at(addr_to),
                 format!("{addr_type} {address}").as_bytes(),
             );
         } else if t.starts_with(b"a=rtcp:") {
             let Some(Some(port)) = section.map(|i| ports[i]) else {
                 continue;
             };
-            let value = &t[7..];
-            let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-            let from = line.start + 7;
+            // "a=rtcp:<port> [IN IP4 <addr>]".
+            let toks = tokens(t, 7);
+            let Some(&(from, to)) = toks.first() else {
+                continue;
+            };
+            let digits = t[from..to]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             let rtcp_port = port.wrapping_add(1).to_string();
-            if value.len() > digits {
-                // Port with address: "a=rtcp:<port> IN IP4 <addr>".
+            edit(
+                &mut out,
+                &mut copied,
+                at(from),
+                at(from + digits),
+                rtcp_port.as_bytes(),
+            );
+            if let (Some(&(type_from, _)), Some(&(_, addr_to))) = (toks.get(2), toks.get(3)) {
                 edit(
                     &mut out,
                     &mut copied,
-                    from,
-                    line.start + t.len(),
-                    format!("{rtcp_port} IN {addr_type} {address}").as_bytes(),
-                );
-            } else {
-                edit(
-                    &mut out,
-                    &mut copied,
-                    from,
-                    from + digits,
-                    rtcp_port.as_bytes(),
+                    at(type_from),
+                    at(addr_to),
+                    format!("{addr_type} {address}").as_bytes(),
                 );
             }
         }
