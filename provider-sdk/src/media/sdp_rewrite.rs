@@ -277,15 +277,14 @@ pub fn rewrite(sdp: &[u8], address: IpAddr, ports: &[Option<u16>]) -> Result<Vec
             let Some(&(from, to)) = tokens(t, 2).get(1) else {
                 continue;
             };
-            let digits = t[from..to]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
+            // The whole field before any "/count" is replaced: the parser also
+            // accepts forms such as "+04" (found by fuzzing).
+            let field = t[from..to].iter().take_while(|b| **b != b'/').count();
             edit(
                 &mut out,
                 &mut copied,
                 at(from),
-                at(from + digits),
+                at(from + field),
                 port.to_string().as_bytes(),
             );
         } else if t.starts_with(b"c=") {
@@ -325,16 +324,12 @@ pub fn rewrite(sdp: &[u8], address: IpAddr, ports: &[Option<u16>]) -> Result<Vec
             let Some(&(from, to)) = toks.first() else {
                 continue;
             };
-            let digits = t[from..to]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
             let rtcp_port = port.wrapping_add(1).to_string();
             edit(
                 &mut out,
                 &mut copied,
                 at(from),
-                at(from + digits),
+                at(to),
                 rtcp_port.as_bytes(),
             );
             if let (Some(&(type_from, _)), Some(&(_, addr_to))) = (toks.get(2), toks.get(3)) {
