@@ -5,7 +5,7 @@
 //! rtp_relay_bench relay --ng 127.0.0.1:22230 --ports 20000-39999
 //!     Runs the relay with one forwarding thread, controlled like rtpengine
 //!     over the ng protocol (bencode over UDP: ping, offer, answer, delete).
-//! rtp_relay_bench load --ng 127.0.0.1:22230 --rate 50000 --seconds 10 [--pid N] [--calls N]
+//! rtp_relay_bench load --ng 127.0.0.1:22230 --rate 50000 --seconds 10 [--pid N] [--calls N] [--tick-us 250]
 //!     Sets up calls through the relay at --ng (default: rate/50 calls, i.e.
 //!     one 20 ms G.711 stream each), sends 172-byte RTP packets carrying
 //!     their send time, receives them after the relay and prints throughput,
@@ -282,23 +282,30 @@ struct NgClient {
     socket: UdpSocket,
     server: SocketAddr,
     cookie: u64,
+    started: u128,
 }
 
 impl NgClient {
     fn new(server: SocketAddr) -> Result<NgClient> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Ok(NgClient {
             socket,
             server,
             cookie: 0,
+            started,
         })
     }
 
     fn request(&mut self, req: &Bencode) -> Result<Bencode> {
         for _attempt in 0..3 {
             self.cookie += 1;
-            let cookie = format!("c{}", self.cookie);
+            // rtpengine caches replies by cookie (for retransmissions): cookies must
+            // be unique across runs, not only within one.
+            let cookie = format!("{}-{}-{}", std::process::id(), self.started, self.cookie);
             let mut out = format!("{cookie} ").into_bytes();
             req.encode(&mut out);
             self.socket.send_to(&out, self.server).context("ng send")?;
@@ -421,7 +428,7 @@ fn run_load(opts: &Options) -> Result<()> {
         let target = match &mut ng {
             None => receiver.local_addr()?,
             Some(ng) => {
-                let call_id = format!("bench-{i}");
+                let call_id = format!("bench-{}-{i}", std::process::id());
                 let offer = ng.request(&dict(&[
                     ("command", b"offer"),
                     ("call-id", call_id.as_bytes()),
@@ -455,8 +462,9 @@ fn run_load(opts: &Options) -> Result<()> {
     let rx_done = Arc::clone(&done);
     let receiver = std::thread::spawn(move || receive(receivers, epoch, rx_done));
 
-    // Pace in 1 ms ticks, round-robin over the calls: each call sends every
-    // calls/(rate/1000) ms (20 ms at the default call count).
+    // Pace in small ticks (--tick-us, default 250 µs), round-robin over the
+    // calls: each call sends every calls/rate seconds (20 ms at the default
+    // call count), and no burst is larger than rate × tick.
     let mut seq = vec![0u16; calls];
     let mut packet = [0u8; PACKET];
     packet[0] = 0x80;
@@ -464,7 +472,11 @@ fn run_load(opts: &Options) -> Result<()> {
     let mut sent = 0u64;
     let mut send_errors = 0u64;
     let mut next = 0usize;
-    let tick = Duration::from_millis(1);
+    let tick_us: u64 = opts.get("tick-us", Some(250))?;
+    if !(10..=20_000).contains(&tick_us) {
+        bail!("--tick-us must be within 10..=20000");
+    }
+    let tick_ns = tick_us * 1000;
     let start = Instant::now();
     let mut cpu_start = None;
     while sent < total {
@@ -472,7 +484,8 @@ fn run_load(opts: &Options) -> Result<()> {
         if cpu_start.is_none() && elapsed >= WARMUP {
             cpu_start = Some((Instant::now(), pid.map(cpu_ticks).transpose()?, sent));
         }
-        let due = ((elapsed.as_nanos() / 1_000_000 + 1) as u64 * rate / 1000).min(total);
+        let ticks_done = elapsed.as_nanos() as u64 / tick_ns + 1;
+        let due = (ticks_done * tick_ns * rate / 1_000_000_000).min(total);
         while sent < due {
             let s = &streams[next];
             seq[next] = seq[next].wrapping_add(1);
@@ -488,7 +501,8 @@ fn run_load(opts: &Options) -> Result<()> {
             sent += 1;
             next = (next + 1) % calls;
         }
-        let next_tick = start + tick * ((start.elapsed().as_nanos() / 1_000_000) as u32 + 1);
+        let next_tick = start
+            + Duration::from_nanos((start.elapsed().as_nanos() as u64 / tick_ns + 1) * tick_ns);
         if let Some(wait) = next_tick.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
@@ -503,7 +517,7 @@ fn run_load(opts: &Options) -> Result<()> {
 
     if let Some(ng) = &mut ng {
         for i in 0..calls {
-            let call_id = format!("bench-{i}");
+            let call_id = format!("bench-{}-{i}", std::process::id());
             let _ = ng.request(&dict(&[
                 ("command", b"delete"),
                 ("call-id", call_id.as_bytes()),
