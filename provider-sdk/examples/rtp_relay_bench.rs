@@ -482,7 +482,7 @@ fn run_load(opts: &Options) -> Result<()> {
     while sent < total {
         let elapsed = start.elapsed();
         if cpu_start.is_none() && elapsed >= WARMUP {
-            cpu_start = Some((Instant::now(), pid.map(cpu_ticks).transpose()?, sent));
+            cpu_start = Some((Instant::now(), pid.map(cpu_ticks).transpose()?, 0u64));
         }
         let ticks_done = elapsed.as_nanos() as u64 / tick_ns + 1;
         let due = (ticks_done * tick_ns * rate / 1_000_000_000).min(total);
@@ -508,12 +508,14 @@ fn run_load(opts: &Options) -> Result<()> {
         }
     }
     let send_time = start.elapsed();
-    let cpu_end = (Instant::now(), pid.map(cpu_ticks).transpose()?, sent);
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
     let rx = receiver
         .join()
         .map_err(|_| anyhow!("receiver thread panicked"))??;
+    // The relay's CPU from the end of the warm-up until the backlog drained,
+    // against the packets it delivered that were sent after the warm-up.
+    let cpu_end = (Instant::now(), pid.map(cpu_ticks).transpose()?, rx.measured);
 
     if let Some(ng) = &mut ng {
         for i in 0..calls {
@@ -543,7 +545,7 @@ fn run_load(opts: &Options) -> Result<()> {
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let cpu_s = (c1 - c0) as f64 / hz;
         let wall = (t1 - t0).as_secs_f64();
-        let pkts = (s1 - s0) as f64;
+        let pkts = s1.saturating_sub(s0) as f64;
         line += &format!(
             " relay_cpu={:.1}% pps_per_core={:.0}",
             100.0 * cpu_s / wall,

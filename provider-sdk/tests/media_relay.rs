@@ -177,6 +177,12 @@ fn relays_both_ways_with_latching_rtcp_dtmf_and_statistics() {
         "the malformed and foreign packets were not forwarded"
     );
 
+    // The forwarded counter is updated just after the send returns, so it
+    // may trail the receiver by a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call.stats(Leg::A).streams[0].counters.forwarded < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let stats = call.stats(Leg::A);
     let s = &stats.streams[0];
     assert_eq!(s.latched, Some(a.rtp.local_addr().unwrap()));
@@ -196,6 +202,9 @@ fn relays_both_ways_with_latching_rtcp_dtmf_and_statistics() {
     assert_eq!(s.counters.malformed, 1);
     assert_eq!(s.counters.foreign_source, 1);
     assert_eq!(s.counters.forwarded, 95 + 2 + 1 + 1 + 1);
+    while call.stats(Leg::B).streams[0].counters.forwarded < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let sb = &call.stats(Leg::B).streams[0];
     assert_eq!(
         (sb.rtp.packets, sb.counters.rtcp, sb.counters.forwarded),

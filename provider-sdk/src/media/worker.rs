@@ -334,6 +334,11 @@ fn forward(
             let Some(src) = from_sockaddr(&batch.addrs[i]) else {
                 continue;
             };
+            // Empty or truncated (oversized) datagrams neither latch nor pass.
+            if len == 0 {
+                own.counters.malformed += 1;
+                continue;
+            }
             let packet = &batch.bufs[i][..len];
             // Symmetric RTP: the first packet's source is where the endpoint
             // really is (behind NAT); packets from elsewhere are refused.
@@ -348,10 +353,6 @@ fn forward(
                 }
                 Some(_) => {}
                 None => *latched = Some(src),
-            }
-            if len == 0 {
-                own.counters.malformed += 1;
-                continue;
             }
             match entry.kind {
                 SocketKind::Rtcp => {
