@@ -1,1 +1,51 @@
-//! The SIP layer (to be written).
+//! The SIP layer: a validation layer in front of everything, a listener that
+//! answers what it must by itself, and the small types the rest of the code
+//! (forwarder, provider gateway) uses to speak about calls without seeing any
+//! SIP library type.
+//!
+//! # Modules
+//!
+//! - [`wire`]: finds the start line, header fields and body in raw bytes, and
+//!   frames messages on streams (TCP/TLS) by Content-Length.
+//! - [`grammar`]: checks single header values (URIs, name-addr, Via, CSeq,
+//!   Date, media types) against the RFC 3261 grammar.
+//! - [`validate`]: the verdict for a whole message: accept, reject with the
+//!   right status (400 with a Warning saying what, 505, 416, 420 with
+//!   Unsupported, 415 with Accept, 406, 405/501 with Allow, 483) or drop
+//!   (malformed responses). What the element supports is a [`Policy`].
+//! - [`message`]: the validated [`Request`]/[`Response`] views and [`Reply`],
+//!   which encodes an answer copying Via/From/To/Call-ID/CSeq.
+//! - [`listener`]: UDP and TCP sockets running every message through
+//!   [`validate`] before a [`listener::Handler`] sees it.
+//! - [`prober`]: OPTIONS probing of provider targets: round-trip time EWMA and
+//!   deviation, timeouts, up/down state with hysteresis.
+//! - [`call`]: the call-level vocabulary ([`SipTarget`], [`Outcome`]) and the
+//!   failover policy that decides whether a final answer ends the search.
+//!
+//! # Building a gateway on it
+//!
+//! A forwarder or provider gateway binds a [`listener::Listener`] with its own
+//! [`listener::Handler`]: the handler only ever sees requests that are
+//! syntactically valid, use a supported method, scheme, extension and body
+//! type, and it answers with a [`Reply`]. Outbound attempts are described by
+//! [`SipTarget`]s; their results are [`Outcome`]s, and
+//! [`call::FailoverPolicy::ends_search`] says whether to try the next target.
+//! Candidate providers are ranked with [`prober::Prober`], which keeps
+//! per-target latency statistics from background and on-demand OPTIONS.
+//!
+//! rsipstack's parser is more lenient than RFC 3261 and RFC 4475 require (it
+//! accepts several of the torture test's invalid messages), so validation
+//! runs on raw bytes before any parser: see the tests in
+//! `tests/conformance_rfc4475.rs`.
+
+pub mod call;
+pub mod grammar;
+pub mod listener;
+pub mod message;
+pub mod prober;
+pub mod validate;
+pub mod wire;
+
+pub use call::{FailoverPolicy, Outcome, SipTarget, Transport};
+pub use message::{Method, Reply, Request, Response};
+pub use validate::{validate, Policy, Rejection, Verdict};
