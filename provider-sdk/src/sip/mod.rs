@@ -49,3 +49,43 @@ pub mod wire;
 pub use call::{FailoverPolicy, Outcome, SipTarget, Transport};
 pub use message::{Method, Reply, Request, Response};
 pub use validate::{validate, Policy, Rejection, Verdict};
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// Why validation runs before rsipstack: its parser accepts messages that
+    /// RFC 4475 says must be refused. If this ever fails, the validation layer
+    /// may be reconsidered, not the other way round.
+    #[test]
+    fn rsipstack_parser_alone_accepts_invalid_torture_messages() {
+        let dir = match std::env::var_os("CONFORMANCE_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/rfc4475")
+            }
+        };
+        let Ok(manifest) = std::fs::read_to_string(dir.join("manifest.tsv")) else {
+            eprintln!(
+                "\n*** SKIPPED: RFC 4475 corpus not found at {} ***\n",
+                dir.display()
+            );
+            return;
+        };
+        let mut lax = Vec::new();
+        for line in manifest.lines().filter(|l| !l.starts_with('#')) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() < 4 || cols[3] != "reject" {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(dir.join(cols[0])) else {
+                panic!("cannot read {}", cols[0]);
+            };
+            if rsipstack::sip::SipMessage::try_from(bytes.as_slice()).is_ok() {
+                lax.push(cols[0]);
+            }
+        }
+        eprintln!("rsipstack 0.7.14 parses these invalid messages without error: {lax:?}");
+        assert!(!lax.is_empty());
+    }
+}

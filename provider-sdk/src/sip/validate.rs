@@ -513,3 +513,123 @@ fn check_accept(raw: &RawMessage<'_>, policy: &Policy) -> Option<Rejection> {
         Some(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:+4930123456@gw.example.net SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:+4930123456@gw.example.net>\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@192.0.2.1>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+    fn rejected(bytes: &[u8]) -> Rejection {
+        match validate(bytes, &Policy::default()) {
+            Verdict::Reject(r) => r,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    trait ReplaceAll {
+        fn replace_all(&self, from: &str, to: &str) -> Vec<u8>;
+    }
+    impl ReplaceAll for Vec<u8> {
+        fn replace_all(&self, from: &str, to: &str) -> Vec<u8> {
+            String::from_utf8_lossy(self).replace(from, to).into_bytes()
+        }
+    }
+
+    fn with(from: &str, to: &str) -> Vec<u8> {
+        String::from_utf8_lossy(INVITE)
+            .replacen(from, to, 1)
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_typical_invite_is_accepted() {
+        let Verdict::Request(req) = validate(INVITE, &Policy::default()) else {
+            panic!("typical INVITE refused")
+        };
+        assert_eq!(req.method(), &Method::Invite);
+        assert_eq!(req.cseq(), 314159);
+        assert_eq!(req.call_id(), "a84b4c76e66710@pc33.example.com");
+        assert_eq!(req.max_forwards(), Some(70));
+        assert_eq!(req.content_type(), Some("application/sdp"));
+        assert_eq!(req.body(), b"v=0\n");
+        assert_eq!(req.echo().vias.len(), 1);
+    }
+
+    #[test]
+    fn rejections_say_what_is_wrong() {
+        let r = rejected(&with("CSeq: 314159 INVITE", "CSeq: 314159 BYE"));
+        assert_eq!(
+            (r.status, r.detail.as_str()),
+            (400, "CSeq method does not match the request method")
+        );
+        let r = rejected(&with("Max-Forwards: 70", "Max-Forwards: 0"));
+        assert_eq!(r.status, 483);
+        let r = rejected(&with("Content-Length: 4", "Content-Length: 5"));
+        assert_eq!(r.status, 400);
+        assert!(r.detail.contains("Content-Length 5"), "{}", r.detail);
+        let r = rejected(&with(
+            "Content-Type: application/sdp",
+            "Content-Type: text/plain",
+        ));
+        assert_eq!((r.status, r.headers[0].0), (415, "Accept"));
+        let r = rejected(&with("Max-Forwards: 70\r\n", "Require: 100rel\r\n"));
+        assert_eq!((r.status, r.headers[0].1.as_str()), (420, "100rel"));
+        let r =
+            rejected(&with("INVITE sip:", "FOO sip:").replace_all("314159 INVITE", "314159 FOO"));
+        assert_eq!((r.status, r.headers[0].0), (501, "Allow"));
+        let r = rejected(&with("Call-ID: a84b4c76e66710@pc33.example.com\r\n", ""));
+        assert_eq!(r.detail, "missing Call-ID header field");
+        assert!(r.answerable());
+    }
+
+    #[test]
+    fn malformed_responses_are_dropped() {
+        let ok = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=2\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert!(
+            matches!(validate(ok, &Policy::default()), Verdict::Response(r) if r.status() == 180)
+        );
+        let text = String::from_utf8_lossy(ok);
+        for broken in [
+            text.replace("180 Ringing", "1800 Ringing"),
+            text.replace("180 Ringing", "099 Early"),
+            text.replace("CSeq: 1 INVITE", "CSeq: 99999999999 INVITE"),
+            text.replace("Call-ID: x\r\n", ""),
+            text.replace("Content-Length: 0", "Content-Length: 10"),
+        ] {
+            assert!(
+                matches!(
+                    validate(broken.as_bytes(), &Policy::default()),
+                    Verdict::Drop(_)
+                ),
+                "{broken}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_is_dropped() {
+        for junk in [
+            &b""[..],
+            b"\r\n",
+            b"\x00\xff\xfe",
+            b"SIP/2.0",
+            b"INVITE",
+            b"A B C\r\n\r\n",
+        ] {
+            assert!(!matches!(
+                validate(junk, &Policy::default()),
+                Verdict::Request(_) | Verdict::Response(_)
+            ));
+        }
+    }
+}
