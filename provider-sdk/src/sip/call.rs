@@ -202,7 +202,7 @@ pub struct MediaError(pub String);
 
 /// Where a bridge hands SDP offers and answers so media can be anchored.
 /// `from` is the leg the body came from; the result goes to the other leg.
-pub trait MediaAnchor: Send {
+pub trait MediaAnchor: Send + Sync {
     fn offer(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaError>;
     fn answer(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaError>;
 }

@@ -188,6 +188,16 @@ impl<'a> Response<'a> {
     pub fn status(&self) -> u16 {
         self.status
     }
+    /// The reason phrase as sent (may be empty).
+    pub fn reason(&self) -> Cow<'_, str> {
+        let phrase = self
+            .raw
+            .start_line
+            .splitn(3, |&b| b == b' ')
+            .nth(2)
+            .unwrap_or_default();
+        String::from_utf8_lossy(phrase)
+    }
     /// The method of the request this answers (from CSeq).
     pub fn cseq_method(&self) -> &Method {
         &self.cseq_method
