@@ -119,23 +119,23 @@ fn reject(
     reason: &'static str,
     detail: impl Into<String>,
     raw: &RawMessage<'_>,
-) -> Rejection {
+) -> Box<Rejection> {
     let method = raw
         .start_line
         .split(|&b| b == b' ')
         .next()
         .unwrap_or_default();
-    Rejection {
+    Box::new(Rejection {
         status,
         reason,
         detail: detail.into(),
         headers: Vec::new(),
         echo: Echo::from_raw(raw),
         is_ack: method == b"ACK",
-    }
+    })
 }
 
-fn bad(detail: impl Into<String>, raw: &RawMessage<'_>) -> Rejection {
+fn bad(detail: impl Into<String>, raw: &RawMessage<'_>) -> Box<Rejection> {
     reject(400, "Bad Request", detail, raw)
 }
 
@@ -227,13 +227,12 @@ fn check_headers<'m>(raw: &'m RawMessage<'_>) -> Result<Common<'m>, String> {
             grammar::check_date(v)?;
         } else if name_is(h.name, "Content-Type") {
             content_type = Some(grammar::media_type(v).map_err(|e| what(e, "Content-Type"))?);
-        } else if name_is(h.name, "Require")
+        } else if (name_is(h.name, "Require")
             || name_is(h.name, "Proxy-Require")
-            || name_is(h.name, "Supported")
+            || name_is(h.name, "Supported"))
+            && !v.is_empty()
         {
-            if !v.is_empty() {
-                grammar::tokens(v).map_err(|e| what(e, "option tags"))?;
-            }
+            grammar::tokens(v).map_err(|e| what(e, "option tags"))?;
         }
     }
     let missing = [
@@ -327,7 +326,7 @@ fn validate_response<'a>(raw: RawMessage<'a>, policy: &Policy) -> Verdict<'a> {
 fn validate_request<'a>(raw: RawMessage<'a>, policy: &Policy) -> Verdict<'a> {
     match check_request(&raw, policy) {
         Ok(parts) => Verdict::Request(Request::new(raw, parts)),
-        Err(rejection) => Verdict::Reject(rejection),
+        Err(rejection) => Verdict::Reject(*rejection),
     }
 }
 
@@ -342,7 +341,10 @@ pub(crate) struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-fn check_request<'a>(raw: &RawMessage<'a>, policy: &Policy) -> Result<RequestParts<'a>, Rejection> {
+fn check_request<'a>(
+    raw: &RawMessage<'a>,
+    policy: &Policy,
+) -> Result<RequestParts<'a>, Box<Rejection>> {
     // Request-Line = Method SP Request-URI SP SIP-Version, exactly single spaces.
     let line = raw.start_line;
     let parts: Vec<&'a [u8]> = line.split(|&b| b == b' ').collect();
@@ -475,7 +477,7 @@ fn check_request<'a>(raw: &RawMessage<'a>, policy: &Policy) -> Result<RequestPar
 }
 
 /// 406 when Accept lists no type this element can answer with.
-fn check_accept(raw: &RawMessage<'_>, policy: &Policy) -> Option<Rejection> {
+fn check_accept(raw: &RawMessage<'_>, policy: &Policy) -> Option<Box<Rejection>> {
     let accept: Vec<&[u8]> = raw
         .headers
         .iter()
