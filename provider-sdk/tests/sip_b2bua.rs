@@ -256,3 +256,15 @@ async fn reinvite_hold_and_resume_are_relayed() {
     callee.succeeded().await;
     assert_eq!(record(&b).await.ended_by, Some(Leg::Caller));
 }
+
+#[tokio::test]
+async fn early_media_183_with_sdp_is_relayed() {
+    let callee = spawn_sipp("uas_early_media.xml", None);
+    settle().await;
+    let b = b2bua(vec![callee.target()], Duration::from_secs(10)).await;
+    // The caller scenario fails unless a 183 carrying an m=audio line arrives.
+    let caller = spawn_sipp("uac_early_media.xml", Some(b.local_addr()));
+    caller.succeeded().await;
+    callee.succeeded().await;
+    assert_eq!(record(&b).await.final_status, Some(200));
+}

@@ -19,8 +19,15 @@
 //!   [`validate`] before a [`listener::Handler`] sees it.
 //! - [`prober`]: OPTIONS probing of provider targets: round-trip time EWMA and
 //!   deviation, timeouts, up/down state with hysteresis.
-//! - [`call`]: the call-level vocabulary ([`SipTarget`], [`Outcome`]) and the
-//!   failover policy that decides whether a final answer ends the search.
+//! - [`call`]: the call-level vocabulary ([`SipTarget`], [`Outcome`]), the
+//!   failover policy that decides whether a final answer ends the search, and
+//!   [`call::MediaAnchor`], the seam through which the media relay rewrites SDP
+//!   ([`call::PassThrough`] until the relay is plugged in).
+//! - [`b2bua`]: a back-to-back user agent over UDP built from the above:
+//!   100 at once, serial failover with a per-attempt deadline, 18x and early
+//!   media relayed, CANCEL mapped, BYE both ways, re-INVITE/UPDATE/INFO
+//!   relayed, a [`b2bua::CallRecord`] per call. It is the harness the SIPp
+//!   tests (`tests/sip_b2bua.rs`, scenarios in `ops/sipp/`) run against.
 //!
 //! # Building a gateway on it
 //!
@@ -32,6 +39,9 @@
 //! [`call::FailoverPolicy::ends_search`] says whether to try the next target.
 //! Candidate providers are ranked with [`prober::Prober`], which keeps
 //! per-target latency statistics from background and on-demand OPTIONS.
+//! [`b2bua::B2bua`] shows the whole flow; a forwarder replaces its fixed
+//! target list with the providers it selected for the call, and its
+//! [`b2bua::B2buaConfig::media`] factory with one that allocates relay ports.
 //!
 //! rsipstack's parser is more lenient than RFC 3261 and RFC 4475 require (it
 //! accepts several of the torture test's invalid messages), so validation
