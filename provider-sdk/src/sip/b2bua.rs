@@ -33,6 +33,9 @@ use super::message::{Method, Reply, Request, Response};
 use super::validate::{validate, Echo, Policy, Verdict};
 use super::wire::MAX_MESSAGE_SIZE;
 
+/// How long a cancelled outbound leg may take to answer (Timer B, 64 * T1).
+const CANCELLED_LEG_GRACE: Duration = Duration::from_secs(32);
+
 /// Makes a [`MediaAnchor`] per call.
 pub type AnchorFactory = Arc<dyn Fn() -> Box<dyn MediaAnchor> + Send + Sync>;
 
@@ -528,6 +531,24 @@ impl Engine {
 
     async fn expire_attempts(&mut self) {
         let now = Instant::now();
+        let abandoned: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.out
+                    .as_ref()
+                    .is_some_and(|o| o.cancelled && o.deadline <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in abandoned {
+            if let Some(mut call) = self.calls.remove(&call_id) {
+                if let Some(out) = call.out.take() {
+                    self.by_callee.remove(&out.call_id);
+                }
+                self.records.lock().push(call.record);
+            }
+        }
         let expired: Vec<String> = self
             .calls
             .iter()
@@ -594,8 +615,10 @@ impl Engine {
             // Keep the leg known so a 200 racing the CANCEL can be ACKed and BYEd.
             let addr = out.addr;
             if let Some(call) = self.calls.get_mut(&call_id) {
+                // Give the cancelled leg Timer B (64*T1) to answer, then forget it.
                 call.out = Some(Outbound {
                     cancelled: true,
+                    deadline: Instant::now() + CANCELLED_LEG_GRACE,
                     ..out
                 });
             }
