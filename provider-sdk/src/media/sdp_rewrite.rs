@@ -10,6 +10,10 @@
 //! `o=` line) is copied unchanged. The crate's own marshal normalises some
 //! lines, so it is used for parsing only; byte-exact output matters because
 //! endpoints compare `o=` versions and some compute hashes over the body.
+//! The result is parsed again and checked: if any media address or port is
+//! not the relay's (a line written in a form the in-place edit does not
+//! recognise), the body is refused with [`SdpError::Unrewritable`] rather
+//! than letting media bypass the relay.
 
 use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
