@@ -104,6 +104,12 @@ fn unusual_spacing_is_rewritten_in_place() {
     assert_eq!(String::from_utf8(out).unwrap(), expected);
     let m = SdpMedia::parse(expected.as_bytes()).unwrap();
     assert_eq!(m.streams[0].rtp, Some("192.0.2.1:30000".parse().unwrap()));
+    // Found by fuzzing: a lone CR before a line's type letter.
+    let cr = IPV6.replace("s=-\r\nc=", "s=-\n\rc=");
+    let out = rewrite(cr.as_bytes(), ip("203.0.113.7"), &[Some(30000), None]).unwrap();
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("\rc=IN IP4 203.0.113.7\r\n"));
     // Also found by fuzzing: a port written with a sign.
     let signed = IPV6.replace("m=audio 5004", "m=audio +004");
     let out = rewrite(signed.as_bytes(), ip("::1"), &[Some(30000), None]).unwrap();

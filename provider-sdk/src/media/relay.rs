@@ -105,15 +105,8 @@ pub struct StreamStats {
     pub latched: Option<SocketAddr>,
     /// Our local RTP port for this stream on this leg.
     pub local_port: u16,
-}
-
-impl StreamStats {
     /// When the last RTP packet arrived.
-    pub fn last_packet(&self, relay: &MediaRelay) -> Option<Instant> {
-        self.rtp
-            .last_arrival_ns
-            .map(|ns| relay.inner.epoch + Duration::from_nanos(ns))
-    }
+    pub last_packet: Option<Instant>,
 }
 
 /// Statistics of one leg: one entry per `m=` line.
@@ -436,6 +429,11 @@ impl CallMedia {
                         counters: st.counters,
                         latched: st.latched_rtp,
                         local_port: pair.ports[leg.index()],
+                        last_packet: st
+                            .stats
+                            .snapshot()
+                            .last_arrival_ns
+                            .map(|ns| self.relay.inner.epoch + Duration::from_nanos(ns)),
                     }
                 })
                 .collect(),

@@ -10,6 +10,10 @@
 //! `o=` line) is copied unchanged. The crate's own marshal normalises some
 //! lines, so it is used for parsing only; byte-exact output matters because
 //! endpoints compare `o=` versions and some compute hashes over the body.
+//! The result is parsed again and checked: if any media address or port is
+//! not the relay's (a line written in a form the in-place edit does not
+//! recognise), the body is refused with [`SdpError::Unrewritable`] rather
+//! than letting media bypass the relay.
 
 use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +39,11 @@ pub enum SdpError {
     /// (for example an `m=` line hidden by an unusual line ending).
     #[error("invalid SDP: inconsistent media sections ({parsed} parsed, {scanned} found)")]
     Inconsistent { parsed: usize, scanned: usize },
+    /// The body parses, but its media addresses are written in a form the
+    /// rewriter cannot edit in place; it is refused rather than passed on
+    /// with addresses that would let media bypass the relay.
+    #[error("SDP media addresses are written in a form that cannot be rewritten in place")]
+    Unrewritable,
     /// The caller passed a different number of ports than there are `m=` lines.
     #[error("SDP rewrite needs {expected} media ports, got {given}")]
     PortCount { expected: usize, given: usize },
@@ -209,12 +218,18 @@ fn lines(sdp: &[u8]) -> impl Iterator<Item = Line<'_>> {
         if pos >= sdp.len() {
             return None;
         }
-        let start = pos;
-        let end = sdp[start..]
+        let line_start = pos;
+        let end = sdp[line_start..]
             .iter()
             .position(|b| *b == b'\n')
-            .map_or(sdp.len(), |i| start + i);
+            .map_or(sdp.len(), |i| line_start + i);
         pos = end + 1;
+        // The parser skips leading white space (even a lone CR) before a
+        // line's type letter (found by fuzzing), so the scan does too.
+        let start = sdp[line_start..end]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(end, |i| line_start + i);
         let mut text = &sdp[start..end];
         if let [head @ .., b'\r'] = text {
             text = head;
@@ -344,5 +359,19 @@ pub fn rewrite(sdp: &[u8], address: IpAddr, ports: &[Option<u16>]) -> Result<Vec
         }
     }
     out.extend_from_slice(&sdp[copied..]);
+    // Media must never bypass the relay because a line was written in a form
+    // the scan did not recognise: check the result as the far end will read it.
+    let check = SdpMedia::parse(&out)?;
+    for ((before, after), port) in media.streams.iter().zip(&check.streams).zip(ports) {
+        let Some(port) = *port else { continue };
+        let address_ok = after.rtp.is_none_or(|a| a.ip() == address)
+            && before.rtp.is_some() == after.rtp.is_some();
+        let rtcp_ok = after
+            .rtcp
+            .is_none_or(|a| a == SocketAddr::new(address, port.wrapping_add(1)));
+        if after.port != port || !address_ok || !rtcp_ok {
+            return Err(SdpError::Unrewritable);
+        }
+    }
     Ok(out)
 }
