@@ -334,7 +334,7 @@ fn matches_brute_force_on_random_decks() {
     let base = now();
     for seed in 0..40u64 {
         let mut g = Gen(seed);
-        let n_providers = 1 + g.below(40) as u32;
+        let n_providers = 1 + g.below(120) as u32;
         let providers: Vec<ProviderRates> = (0..n_providers)
             .map(|_| {
                 let mut seen = std::collections::HashSet::new();
@@ -385,7 +385,12 @@ fn matches_brute_force_on_random_decks() {
                     1 => Some(usd()),
                     _ => None,
                 },
-                limit: g.below(12) as usize,
+                // Both the small sorted top list and the large selection path.
+                limit: match g.below(4) {
+                    0 => usize::MAX,
+                    1 => 65 + g.below(3) as usize,
+                    _ => g.below(12) as usize,
+                },
             };
             let want = brute_force(&sorted, base, &number, &criteria);
             let got = index.query(&number, &criteria);
