@@ -241,6 +241,9 @@ impl RouteIndex {
 
         let mut table = PrefixTable::with_capacity(count_distinct_keys(&records));
         let mut postings: Vec<Posting> = Vec::with_capacity(records.len());
+        // A provider listed twice under one prefix (possible only with
+        // unvalidated input) keeps its cheapest entry.
+        let mut in_group = vec![0u64; infos.len().div_ceil(64)];
         let mut start = 0usize;
         while start < records.len() {
             let key = records[start].key;
@@ -249,14 +252,19 @@ impl RouteIndex {
             while end < records.len() && records[end].key == key {
                 let r = records[end];
                 end += 1;
-                if end > start + 1 && records[end - 2].provider == r.provider {
+                let (word, bit) = (r.provider as usize / 64, 1u64 << (r.provider % 64));
+                if in_group.get(word).is_none_or(|w| w & bit != 0) {
                     continue;
                 }
+                in_group[word] |= bit;
                 postings.push(Posting {
                     provider: r.provider,
                     term: r.term,
                     cost: cost[r.term as usize],
                 });
+            }
+            for p in &postings[first_posting..] {
+                in_group[p.provider as usize / 64] = 0;
             }
             table.insert(
                 key,
@@ -307,21 +315,36 @@ impl RouteIndex {
             let small_limit = criteria.limit <= SMALL_LIMIT;
             // Clearing a small bitset whole is cheaper than remembering bits.
             let track_touched = words > 256;
+            // The prefixes of the number that have postings, longest first.
+            let mut levels = [(0usize, 0u32, 0u32); MAX_DIGITS];
+            let mut n_levels = 0;
             for len in (1..=digits.len()).rev() {
-                let Some((start, count)) = self.table.get(keys[len - 1]) else {
-                    continue;
-                };
+                if let Some((start, count)) = self.table.get(keys[len - 1]) {
+                    levels[n_levels] = (len, start, count);
+                    n_levels += 1;
+                }
+            }
+            for (i, &(len, start, count)) in levels[..n_levels].iter().enumerate() {
+                // Providers are marked at every level but the last (nothing
+                // shorter follows), where the cheapest-first order lets the
+                // scan stop as soon as nothing better can come.
+                let last = i + 1 == n_levels;
                 let range = start as usize..start as usize + count as usize;
                 for p in self.postings.get(range).unwrap_or_default() {
                     let (word, bit) = (p.provider as usize / 64, 1u64 << (p.provider % 64));
                     if seen[word] & bit != 0 {
                         continue;
                     }
-                    seen[word] |= bit;
-                    if track_touched {
-                        touched.push(p.provider);
+                    if !last {
+                        seen[word] |= bit;
+                        if track_touched {
+                            touched.push(p.provider);
+                        }
                     }
                     if p.term >= cutoff {
+                        if last {
+                            break;
+                        }
                         continue;
                     }
                     let c = Candidate {
@@ -331,11 +354,15 @@ impl RouteIndex {
                     };
                     // Keep only the cheapest `limit`, sorted: once full, most
                     // candidates are rejected by one comparison.
-                    if small_limit
-                        && candidates.len() == criteria.limit
-                        && candidates.last().is_some_and(|w| w.order < c.order)
-                    {
-                        continue;
+                    if small_limit && candidates.len() == criteria.limit {
+                        if let Some(worst) = candidates.last() {
+                            if worst.order < c.order {
+                                if last && worst.order >> 32 < c.order >> 32 {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
                     }
                     if let Some(cur) = criteria.currency {
                         if self.providers[p.provider as usize].currency != cur {
@@ -510,9 +537,11 @@ impl LocalBuild {
     }
 }
 
-/// Sorts by (prefix key, provider), using up to `threads` threads.
+/// Sorts by (prefix key, term, provider), using up to `threads` threads.
+/// Terms are numbered in price order, so each prefix's postings come out
+/// cheapest first and a query can stop early.
 fn sort_records(records: &mut [Record], threads: usize) {
-    let by = |r: &Record| (r.key, r.provider);
+    let by = |r: &Record| (r.key, r.term, r.provider);
     if threads < 2 || records.len() < 1 << 16 {
         records.sort_unstable_by_key(by);
         return;
