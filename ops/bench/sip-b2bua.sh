@@ -42,7 +42,7 @@ run_load() {
   (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call.xml" -i 127.0.0.1 -p "$UAC_PORT" -s callee \
        -r "$RATE" -m "$CALLS" -l "$((RATE * 4))" -nr \
        -timeout "$((SECONDS_RUN + 30))s" -timeout_error \
-       -trace_stat -stf "$WORK/$label-stat.csv" -fd 1 \
+       -trace_stat -trace_err -stf "$WORK/$label-stat.csv" -fd 1 \
        "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1)
   rc=$?
   set -e
@@ -86,11 +86,11 @@ request_route {
   if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
   if (\$tt != \$null) {
     if (loose_route()) { t_relay(); exit; }
-    if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+    if (\$rm == "ACK") { if (t_check_trans()) { t_relay(); } exit; }
     sl_send_reply("404", "Not here");
     exit;
   }
-  if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+  if (\$rm == "CANCEL") { if (t_check_trans()) { t_relay(); } exit; }
   record_route();
   \$du = "sip:127.0.0.1:$UAS_PORT";
   t_relay();
