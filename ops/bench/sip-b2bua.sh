@@ -23,7 +23,7 @@ SUT_PORT=${SUT_PORT:-15060}
 UAC_PORT=${UAC_PORT:-15080}
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -47,7 +47,8 @@ run_load() {
   rc=$?
   set -e
   end=$(date +%s.%N)
-  kill "$uas" 2>/dev/null || true
+  # SIPp lingers on SIGTERM while it drains calls; the run is over, stop it hard.
+  kill -KILL "$uas" 2>/dev/null || true
   wait "$uas" 2>/dev/null || true
   local ok failed wall
   ok=$(awk -F';' 'NR==1{for(i=1;i<=NF;i++) if($i=="SuccessfulCall(C)") c=i} NR>1{v=$c} END{print v}' "$WORK/$label-stat.csv")
@@ -85,9 +86,9 @@ loadmodule "maxfwd.so"
 request_route {
   if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
   if (\$tt != \$null) {
-    if (loose_route()) { t_relay(); exit; }
-    if (\$rm == "ACK") { if (t_check_trans()) { t_relay(); } exit; }
-    sl_send_reply("404", "Not here");
+    # In-dialog: SIPp sends to the callee's Contact without a Route set.
+    loose_route();
+    t_relay();
     exit;
   }
   if (\$rm == "CANCEL") { if (t_check_trans()) { t_relay(); } exit; }
