@@ -97,7 +97,7 @@ request_route {
   t_relay();
 }
 CFG
-  kamailio -f "$WORK/kamailio.cfg" -DD -E -Y "$WORK" -m 256 -M 32 2>"$WORK/kamailio.log" &
+  kamailio -f "$WORK/kamailio.cfg" -DD -E -Y "$WORK" -m 1024 -M 64 2>"$WORK/kamailio.log" &
   KAM=$!
   PIDS+=("$KAM")
   sleep 2
