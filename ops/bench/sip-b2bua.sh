@@ -23,7 +23,7 @@ SUT_PORT=${SUT_PORT:-15060}
 UAC_PORT=${UAC_PORT:-15080}
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -42,12 +42,13 @@ run_load() {
   (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call.xml" -i 127.0.0.1 -p "$UAC_PORT" -s callee \
        -r "$RATE" -m "$CALLS" -l "$((RATE * 4))" -nr \
        -timeout "$((SECONDS_RUN + 30))s" -timeout_error \
-       -trace_stat -stf "$WORK/$label-stat.csv" -fd 1 \
+       -trace_stat -trace_err -stf "$WORK/$label-stat.csv" -fd 1 \
        "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1)
   rc=$?
   set -e
   end=$(date +%s.%N)
-  kill "$uas" 2>/dev/null || true
+  # SIPp lingers on SIGTERM while it drains calls; the run is over, stop it hard.
+  kill -KILL "$uas" 2>/dev/null || true
   wait "$uas" 2>/dev/null || true
   local ok failed wall
   ok=$(awk -F';' 'NR==1{for(i=1;i<=NF;i++) if($i=="SuccessfulCall(C)") c=i} NR>1{v=$c} END{print v}' "$WORK/$label-stat.csv")
@@ -85,18 +86,18 @@ loadmodule "maxfwd.so"
 request_route {
   if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
   if (\$tt != \$null) {
-    if (loose_route()) { t_relay(); exit; }
-    if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
-    sl_send_reply("404", "Not here");
+    # In-dialog: SIPp sends to the callee's Contact without a Route set.
+    loose_route();
+    t_relay();
     exit;
   }
-  if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+  if (\$rm == "CANCEL") { if (t_check_trans()) { t_relay(); } exit; }
   record_route();
   \$du = "sip:127.0.0.1:$UAS_PORT";
   t_relay();
 }
 CFG
-  kamailio -f "$WORK/kamailio.cfg" -DD -E -Y "$WORK" -m 256 -M 32 2>"$WORK/kamailio.log" &
+  kamailio -f "$WORK/kamailio.cfg" -DD -E -Y "$WORK" -m 1024 -M 64 2>"$WORK/kamailio.log" &
   KAM=$!
   PIDS+=("$KAM")
   sleep 2

@@ -21,7 +21,7 @@ Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, INFO, UPDATE\r\n\
 Supported: replaces, timer\r\n\
 User-Agent: CarrierSBC 4.2\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 259\r\n\
+Content-Length: 273\r\n\
 \r\n\
 v=0\r\n\
 o=- 1732531200 1732531200 IN IP4 198.51.100.7\r\n\

@@ -1066,7 +1066,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_helpers() {
+    fn header_values_are_read() {
         assert_eq!(uri_of(b"\"A\" <sip:a@b;lr>;tag=1"), "sip:a@b;lr");
         assert_eq!(uri_of(b"sip:a@b;tag=1"), "sip:a@b");
         assert_eq!(tag_of(b"<sip:a@b;tag=x>;tag=1").as_deref(), Some("1"));

@@ -245,22 +245,22 @@ pub fn name_is(name: &[u8], canonical: &str) -> bool {
 /// The body length comes from Content-Length; a missing one means no body
 /// (RFC 3261 section 18.3 makes it mandatory on streams).
 pub fn frame_stream(buf: &[u8]) -> StreamFrame {
-    let lead = skip_leading_breaks(buf);
-    if lead == buf.len() {
-        return if lead == 0 {
+    let leading = skip_leading_breaks(buf);
+    if leading == buf.len() {
+        return if leading == 0 {
             StreamFrame::Incomplete
         } else {
-            StreamFrame::KeepAlive(lead)
+            StreamFrame::KeepAlive(leading)
         };
     }
-    let Some(end) = head_end(&buf[lead..]) else {
+    let Some(end) = head_end(&buf[leading..]) else {
         return if buf.len() > MAX_MESSAGE_SIZE {
             StreamFrame::Broken
         } else {
             StreamFrame::Incomplete
         };
     };
-    let head = &buf[lead..lead + end];
+    let head = &buf[leading..leading + end];
     let mut length: Option<usize> = None;
     for line in head.split(|&b| b == b'\n').skip(1) {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -285,7 +285,7 @@ pub fn frame_stream(buf: &[u8]) -> StreamFrame {
             _ => return StreamFrame::Broken, // unreadable, oversized or repeated
         }
     }
-    let total = lead + end + length.unwrap_or(0);
+    let total = leading + end + length.unwrap_or(0);
     if total > MAX_MESSAGE_SIZE {
         StreamFrame::Broken
     } else if buf.len() < total {
