@@ -3,3 +3,9 @@
 
 pub mod db;
 pub mod index;
+pub mod config;
+pub mod metrics;
+pub mod problem;
+pub mod server;
+pub mod tls;
+pub mod notify;
