@@ -61,6 +61,10 @@ impl Problem {
             ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
         }
     }
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
+        self.errors = errors;
+        self
+    }
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

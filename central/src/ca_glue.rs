@@ -1,0 +1,1 @@
+//! Small conversions between the CA's types and central's storage types.
