@@ -15,14 +15,14 @@
 //! [`Running`] server bound to `config.listen` (port 0 picks a free port).
 
 use crate::api::{self, AppState};
-use crate::ca::CertificateAuthority;
+use crate::interim_pki::CertificateAuthority;
 use crate::config::{Config, CONFIG_FILE};
 use crate::db::store::{self, CertOwner, StoredCertificate};
 use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::routing::LiveIndex;
 use anyhow::{bail, Context, Result};
-use provider_sdk::pki::{ParticipantKey, Role};
+use crate::interim_pki::{ParticipantKey, Role};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -14,11 +14,12 @@
 
 pub mod api;
 pub mod app;
-pub mod ca;
 mod ca_glue;
 pub mod config;
 pub mod db;
 pub mod index;
+pub mod interim_index;
+pub mod interim_pki;
 pub mod metrics;
 pub mod notify;
 pub mod problem;

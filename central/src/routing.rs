@@ -10,7 +10,7 @@
 
 use crate::db::store::{self, Provider, RateRow, SipAddress};
 use crate::db::Database;
-use crate::index::{ProviderKey, ProviderRates, RouteIndex};
+use crate::interim_index::{ProviderKey, ProviderRates, RouteIndex};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};

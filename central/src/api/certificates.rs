@@ -16,7 +16,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use provider_sdk::pki::Role;
+use diesel::Connection;
+use crate::interim_pki::Role;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
@@ -202,7 +203,7 @@ pub async fn show(
         ));
     }
     let db = state.db.clone();
-    let c = blocking(move || Ok(store::get_certificate(&mut db.conn()?, &key_id)?)).await?;
+    let c = blocking(move || Ok(store::get_certificate(&mut *db.conn()?, &key_id)?)).await?;
     Ok(Json(CertificateView::of(c, Utc::now())))
 }
 
@@ -220,7 +221,7 @@ pub async fn revoke(
     let db = state.db.clone();
     let c = blocking(move || {
         Ok(store::revoke_certificate(
-            &mut db.conn()?,
+            &mut *db.conn()?,
             &key_id,
             Utc::now(),
         )?)

@@ -11,13 +11,13 @@ pub mod providers;
 pub mod rates;
 pub mod routes;
 
-use crate::ca::CertificateAuthority;
+use crate::interim_pki::CertificateAuthority;
 use crate::config::Config;
 use crate::db::Database;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::problem::Problem;
 use crate::routing::LiveIndex;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -74,7 +74,12 @@ pub fn router(state: AppState) -> Router {
     }
     let mut r: Router<AppState> = Router::new();
     for (path, handler) in by_path {
-        r = r.route(path, handler.fallback(method_not_allowed));
+        // Tag responses with the route template for the request metrics.
+        let tag = middleware::map_response(move |mut res: Response| async move {
+            res.extensions_mut().insert(RouteTemplate(path));
+            res
+        });
+        r = r.route(path, handler.fallback(method_not_allowed).layer(tag));
     }
     r.fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
@@ -100,14 +105,18 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
+/// The path template that served a response (bounded metric labels).
+#[derive(Clone, Copy)]
+struct RouteTemplate(&'static str);
+
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().as_str().to_string();
     let res = next.run(req).await;
+    let route = res
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("unmatched", |t| t.0)
+        .to_string();
     state
         .metrics
         .requests

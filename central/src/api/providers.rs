@@ -144,7 +144,7 @@ pub async fn list(
 ) -> Result<Json<Vec<Provider>>, Problem> {
     caller.require_operator()?;
     let db = state.db.clone();
-    let all = blocking(move || Ok(store::list_providers(&mut db.conn()?)?)).await?;
+    let all = blocking(move || Ok(store::list_providers(&mut *db.conn()?)?)).await?;
     Ok(Json(all))
 }
 
@@ -156,7 +156,7 @@ pub async fn show(
     let id = path_id(&id)?;
     caller.require_owner(id)?;
     let db = state.db.clone();
-    let p = blocking(move || Ok(store::get_provider(&mut db.conn()?, id)?)).await?;
+    let p = blocking(move || Ok(store::get_provider(&mut *db.conn()?, id)?)).await?;
     Ok(Json(p))
 }
 

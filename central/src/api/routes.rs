@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::db::store::SipAddress;
-use crate::index::RouteCriteria;
+use crate::interim_index::RouteCriteria;
 use crate::problem::Problem;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
