@@ -5,7 +5,7 @@
 use central::app::{self, InitOptions, Running};
 use central::config::Config;
 use diesel::Connection;
-use provider_sdk::pki::ParticipantKey;
+use central::interim_pki::ParticipantKey;
 use reqwest::{Certificate, Client, Identity, Response};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
