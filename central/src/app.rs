@@ -15,14 +15,14 @@
 //! [`Running`] server bound to `config.listen` (port 0 picks a free port).
 
 use crate::api::{self, AppState};
-use crate::interim_pki::CertificateAuthority;
 use crate::config::{Config, CONFIG_FILE};
 use crate::db::store::{self, CertOwner, StoredCertificate};
 use crate::db::Database;
+use crate::interim_pki::CertificateAuthority;
+use crate::interim_pki::{ParticipantKey, Role};
 use crate::metrics::Metrics;
 use crate::routing::LiveIndex;
 use anyhow::{bail, Context, Result};
-use crate::interim_pki::{ParticipantKey, Role};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,9 +141,15 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
     let key = ParticipantKey::generate();
     key.save_pem(&dir.join(OPERATOR_KEY))
         .context("cannot save the operator key")?;
-    let csr = key.csr_pem("operator").context("cannot make the operator CSR")?;
+    let csr = key
+        .csr_pem("operator")
+        .context("cannot make the operator CSR")?;
     let issued = ca
-        .certify_csr(&csr, Role::Operator, std::time::Duration::from_secs(10 * 365 * 86_400))
+        .certify_csr(
+            &csr,
+            Role::Operator,
+            std::time::Duration::from_secs(10 * 365 * 86_400),
+        )
         .context("cannot certify the operator key")?;
     write_new(&dir.join(OPERATOR_CERT), &issued.cert_pem, false)?;
     let stored = StoredCertificate {
@@ -209,13 +215,18 @@ pub async fn start_with_signals(config: Config) -> Result<Running> {
 async fn start_inner(config: Config, signals: bool) -> Result<Running> {
     crate::tls::install_crypto_provider();
     let dir = config.data_dir.clone();
-    let ca = CertificateAuthority::load(&dir.join(CA_DIR))
-        .with_context(|| format!("cannot load the CA from {} (run `central init`?)", dir.display()))?;
+    let ca = CertificateAuthority::load(&dir.join(CA_DIR)).with_context(|| {
+        format!(
+            "cannot load the CA from {} (run `central init`?)",
+            dir.display()
+        )
+    })?;
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name))
             .with_context(|| format!("cannot read {}", dir.join(name).display()))
     };
-    let tls = crate::tls::server_config(ca.root_cert_der(), &read(SERVER_CERT)?, &read(SERVER_KEY)?)?;
+    let tls =
+        crate::tls::server_config(ca.root_cert_der(), &read(SERVER_CERT)?, &read(SERVER_KEY)?)?;
     let url = config.database_url.clone();
     let pool_size = config.pool_size;
     let db = tokio::task::spawn_blocking(move || Database::open(&url, pool_size))
@@ -240,7 +251,11 @@ async fn start_inner(config: Config, signals: bool) -> Result<Running> {
         config: Arc::new(config),
     };
     let app = api::router(state).layer(axum::extract::DefaultBodyLimit::max(body_limit));
-    tokio::spawn(index.clone().run_rebuilder(db.clone(), metrics, stop_rx.clone()));
+    tokio::spawn(
+        index
+            .clone()
+            .run_rebuilder(db.clone(), metrics, stop_rx.clone()),
+    );
     let rebuild = index.clone();
     let listen_guard = crate::notify::spawn_listener(&db, move || rebuild.request_rebuild());
     let mut stop_wait = stop_rx;

@@ -147,8 +147,7 @@ impl Config {
             self.max_body_bytes = parse("CENTRAL_MAX_BODY_BYTES", &v)?;
         }
         if let Some(v) = get("CENTRAL_REQUEST_TIMEOUT_SECS") {
-            self.request_timeout =
-                Duration::from_secs(parse("CENTRAL_REQUEST_TIMEOUT_SECS", &v)?);
+            self.request_timeout = Duration::from_secs(parse("CENTRAL_REQUEST_TIMEOUT_SECS", &v)?);
         }
         if let Some(v) = get("CENTRAL_POOL_SIZE") {
             self.pool_size = parse("CENTRAL_POOL_SIZE", &v)?;

@@ -174,14 +174,31 @@ pub fn verify_certificate(
     let anchor = webpki::anchor_from_trusted_cert(&root).map_err(|e| bad(&e))?;
     let cert = CertificateDer::from(cert_der);
     let ee = webpki::EndEntityCert::try_from(&cert).map_err(|e| bad(&e))?;
-    let secs = u64::try_from(now.timestamp()).map_err(|_| PkiError::Certificate("clock before 1970".into()))?;
+    let secs = u64::try_from(now.timestamp())
+        .map_err(|_| PkiError::Certificate("clock before 1970".into()))?;
     let time = UnixTime::since_unix_epoch(Duration::from_secs(secs));
     let algs = [webpki::ring::ED25519];
     let anchors = [anchor];
-    let client = ee.verify_for_usage(&algs, &anchors, &[], time, webpki::KeyUsage::client_auth(), None, None);
+    let client = ee.verify_for_usage(
+        &algs,
+        &anchors,
+        &[],
+        time,
+        webpki::KeyUsage::client_auth(),
+        None,
+        None,
+    );
     if client.is_err() {
-        ee.verify_for_usage(&algs, &anchors, &[], time, webpki::KeyUsage::server_auth(), None, None)
-            .map_err(|e| bad(&e))?;
+        ee.verify_for_usage(
+            &algs,
+            &anchors,
+            &[],
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| bad(&e))?;
     }
     let (_, x509) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| bad(&e))?;
     let subject = x509.subject();
@@ -199,7 +216,8 @@ pub fn verify_certificate(
     let spki = x509.public_key();
     let raw: &[u8] = &spki.subject_public_key.data;
     let ts = |t: i64| {
-        DateTime::from_timestamp(t, 0).ok_or_else(|| PkiError::Certificate("validity out of range".into()))
+        DateTime::from_timestamp(t, 0)
+            .ok_or_else(|| PkiError::Certificate("validity out of range".into()))
     };
     Ok(CertifiedKey {
         key_id: KeyId::of_public_key(raw),

@@ -18,7 +18,6 @@ mod ca_glue;
 pub mod config;
 pub mod db;
 pub mod index;
-pub mod interim_index;
 pub mod interim_pki;
 pub mod metrics;
 pub mod notify;

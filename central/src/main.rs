@@ -46,7 +46,12 @@ enum Command {
         listen: Option<SocketAddr>,
         /// Database URL to record in DIR/central.toml (postgres://... or a
         /// SQLite path; default: SQLite file in DIR).
-        #[arg(long, value_name = "URL", env = "CENTRAL_DATABASE_URL", hide_env_values = true)]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "CENTRAL_DATABASE_URL",
+            hide_env_values = true
+        )]
         database_url: Option<String>,
     },
     /// Serve HTTPS until SIGINT or SIGTERM.
@@ -91,7 +96,11 @@ fn main() -> Result<()> {
             let dd = app::init(&data, &opts)?;
             println!("initialised {}", dd.dir.display());
             println!("  root certificate:    {}", dd.root_cert().display());
-            println!("  operator credential: {} {}", dd.operator_cert().display(), dd.operator_key().display());
+            println!(
+                "  operator credential: {} {}",
+                dd.operator_cert().display(),
+                dd.operator_key().display()
+            );
             Ok(())
         }
         Command::Serve {

@@ -10,7 +10,7 @@
 
 use crate::db::store::{self, Provider, RateRow, SipAddress};
 use crate::db::Database;
-use crate::interim_index::{ProviderKey, ProviderRates, RouteIndex};
+use crate::index::{ProviderKey, ProviderRates, RouteIndex};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -199,10 +199,9 @@ impl LiveIndex {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
             let started = Instant::now();
             let db2 = db.clone();
-            let built = tokio::task::spawn_blocking(move || {
-                build_snapshot(&db2, Utc::now(), generation)
-            })
-            .await;
+            let built =
+                tokio::task::spawn_blocking(move || build_snapshot(&db2, Utc::now(), generation))
+                    .await;
             match built {
                 Ok(Ok(snap)) => {
                     let entries = snap.index.entry_count();
@@ -214,7 +213,12 @@ impl LiveIndex {
                         .index_entries
                         .set(i64::try_from(entries).unwrap_or(i64::MAX));
                     self.built.send_replace(generation);
-                    tracing::info!(generation, entries, elapsed_ms = started.elapsed().as_millis() as u64, "route index rebuilt");
+                    tracing::info!(
+                        generation,
+                        entries,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "route index rebuilt"
+                    );
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "route index rebuild failed; keeping the previous index");

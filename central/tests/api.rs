@@ -42,44 +42,114 @@ async fn auth_rules(backend: Backend) {
     let c = Central::start(backend).await;
     let register = json!({"name": "x", "sip_addresses": [{"address": "127.0.0.1:5060", "transport": "udp"}], "currency": "EUR", "contact": "a"});
     // No client certificate: 403 on anything that changes data.
-    let res = c.anonymous().post(c.url("/v1/providers")).json(&register).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .post(c.url("/v1/providers"))
+        .json(&register)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403);
     let a = c.provider("alpha", "EUR").await;
     let b = c.provider("beta", "EUR").await;
     // A provider is not the operator.
-    let res = a.client.post(c.url("/v1/providers")).json(&register).send().await.unwrap();
+    let res = a
+        .client
+        .post(c.url("/v1/providers"))
+        .json(&register)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403);
     // A provider changes only its own deck.
     assert_eq!(put_csv(&a.client, &c, a.id, DECK_A).await.status(), 200);
     let (s, body) = problem(put_csv(&a.client, &c, b.id, DECK_A).await).await;
     assert_eq!(s, 403, "{body}");
-    let res = a.client.get(c.url(&format!("/v1/providers/{}/rates", b.id))).send().await.unwrap();
+    let res = a
+        .client
+        .get(c.url(&format!("/v1/providers/{}/rates", b.id)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403);
-    let res = c.anonymous().put(c.url(&format!("/v1/providers/{}/rates", a.id)))
-        .header("content-type", "text/csv").body(DECK_A).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .put(c.url(&format!("/v1/providers/{}/rates", a.id)))
+        .header("content-type", "text/csv")
+        .body(DECK_A)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403);
     // Enrollment tokens are single-use.
     let res = c.operator().post(c.url("/v1/providers")).json(&json!({"name": "gamma", "sip_addresses": [{"address": "127.0.0.1:5062", "transport": "tcp"}], "currency": "EUR", "contact": "g"})).send().await.unwrap();
-    let token = res.json::<Value>().await.unwrap()["enrollment_token"].as_str().unwrap().to_string();
+    let token = res.json::<Value>().await.unwrap()["enrollment_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (_, k1) = common::new_key(c.dir.path(), "g1");
-    let first = c.anonymous().post(c.url("/v1/certificates")).json(&json!({"csr": k1.csr_pem("gamma").unwrap(), "enrollment_token": token})).send().await.unwrap();
+    let first = c
+        .anonymous()
+        .post(c.url("/v1/certificates"))
+        .json(&json!({"csr": k1.csr_pem("gamma").unwrap(), "enrollment_token": token}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.status(), 201);
     let (_, k2) = common::new_key(c.dir.path(), "g2");
-    let again = c.anonymous().post(c.url("/v1/certificates")).json(&json!({"csr": k2.csr_pem("gamma").unwrap(), "enrollment_token": token})).send().await.unwrap();
+    let again = c
+        .anonymous()
+        .post(c.url("/v1/certificates"))
+        .json(&json!({"csr": k2.csr_pem("gamma").unwrap(), "enrollment_token": token}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(again).await.0, 403);
     // Revocation: the fetch says so and the certificate stops working.
-    let res = a.client.post(c.url(&format!("/v1/certificates/{}/revoke", a.key_id))).send().await.unwrap();
+    let res = a
+        .client
+        .post(c.url(&format!("/v1/certificates/{}/revoke", a.key_id)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403, "a provider cannot revoke");
-    let res = c.operator().post(c.url(&format!("/v1/certificates/{}/revoke", a.key_id))).send().await.unwrap();
+    let res = c
+        .operator()
+        .post(c.url(&format!("/v1/certificates/{}/revoke", a.key_id)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let got: Value = c.anonymous().get(c.url(&format!("/v1/certificates/{}", a.key_id))).send().await.unwrap().json().await.unwrap();
+    let got: Value = c
+        .anonymous()
+        .get(c.url(&format!("/v1/certificates/{}", a.key_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["status"], "revoked");
-    assert!(got["certificate"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(got["certificate"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
     let (s, body) = problem(put_csv(&a.client, &c, a.id, DECK_A).await).await;
     assert_eq!(s, 403);
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     // b is unaffected.
-    let got: Value = c.anonymous().get(c.url(&format!("/v1/certificates/{}", b.key_id))).send().await.unwrap().json().await.unwrap();
+    let got: Value = c
+        .anonymous()
+        .get(c.url(&format!("/v1/certificates/{}", b.key_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["status"], "valid");
     assert_eq!(got["provider_id"], b.id);
     c.shutdown().await;
@@ -105,13 +175,30 @@ async fn uploads(backend: Backend) {
                49,0.02,0,60,60\n";
     let (s, body) = problem(put_csv(&a.client, &c, a.id, bad).await).await;
     assert_eq!(s, 400);
-    let lines: Vec<u64> = body["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
     for l in [3, 4, 5, 6, 7] {
         assert!(lines.contains(&l), "line {l} not reported: {body}");
     }
     assert!(!lines.contains(&2), "good line reported: {body}");
-    let deck: Value = a.client.get(c.url(&format!("/v1/providers/{}/rates", a.id))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(deck.as_array().unwrap().len(), 3, "rejected upload changed the deck: {deck}");
+    let deck: Value = a
+        .client
+        .get(c.url(&format!("/v1/providers/{}/rates", a.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        deck.as_array().unwrap().len(),
+        3,
+        "rejected upload changed the deck: {deck}"
+    );
     assert_eq!(deck[0]["prefix"], "44");
     assert_eq!(deck[1]["rate_per_minute"], "0.02");
     // Oversized: 413, nothing stored.
@@ -122,10 +209,24 @@ async fn uploads(backend: Backend) {
     let (s, _) = problem(put_csv(&a.client, &c, a.id, &big).await).await;
     assert_eq!(s, 413);
     // Malformed JSON and wrong content type.
-    let res = a.client.put(c.url(&format!("/v1/providers/{}/rates", a.id))).header("content-type", "application/json").body("[{\"prefix\": ").send().await.unwrap();
+    let res = a
+        .client
+        .put(c.url(&format!("/v1/providers/{}/rates", a.id)))
+        .header("content-type", "application/json")
+        .body("[{\"prefix\": ")
+        .send()
+        .await
+        .unwrap();
     let (s, body) = problem(res).await;
     assert_eq!(s, 400, "{body}");
-    let res = a.client.put(c.url(&format!("/v1/providers/{}/rates", a.id))).header("content-type", "text/plain").body("x").send().await.unwrap();
+    let res = a
+        .client
+        .put(c.url(&format!("/v1/providers/{}/rates", a.id)))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 415);
     // JSON full replace.
     let res = a.client.put(c.url(&format!("/v1/providers/{}/rates", a.id)))
@@ -142,7 +243,16 @@ async fn uploads(backend: Backend) {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["version"], 3);
     assert_eq!(v["kind"], "delta");
-    let csv = a.client.get(c.url(&format!("/v1/providers/{}/rates", a.id))).header("accept", "text/csv").send().await.unwrap().text().await.unwrap();
+    let csv = a
+        .client
+        .get(c.url(&format!("/v1/providers/{}/rates", a.id)))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 2, "{csv}");
     assert!(rows[1].starts_with("4930,0.009,0,1,1"), "{csv}");
@@ -152,11 +262,28 @@ async fn uploads(backend: Backend) {
                                  {"prefix": "", "rate_per_minute": "x", "connect_fee": "0", "first_increment": 1, "next_increment": 1}], "delete": []}))
         .send().await.unwrap();
     assert_eq!(problem(res).await.0, 400);
-    let versions: Value = a.client.get(c.url(&format!("/v1/providers/{}/rates/versions", a.id))).send().await.unwrap().json().await.unwrap();
-    let kinds: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    let versions: Value = a
+        .client
+        .get(c.url(&format!("/v1/providers/{}/rates/versions", a.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["full", "full", "delta"]);
     // The uploaded deck is what route queries answer.
-    let v = c.routes_until("number=%2B4930123", |v| v["routes"][0]["rate_per_minute"] == "0.009").await;
+    let v = c
+        .routes_until("number=%2B4930123", |v| {
+            v["routes"][0]["rate_per_minute"] == "0.009"
+        })
+        .await;
     assert_eq!(v["routes"][0]["rate_version"], 3, "{v}");
     c.shutdown().await;
 }
@@ -169,19 +296,30 @@ async fn route_answers(backend: Backend) {
     let u = c.provider("usd-carrier", "USD").await;
     assert_eq!(put_csv(&a.client, &c, a.id, DECK_A).await.status(), 200);
     assert_eq!(put_csv(&b.client, &c, b.id, DECK_B).await.status(), 200);
-    assert_eq!(put_csv(&u.client, &c, u.id, "4,0.001,0,60,60\n").await.status(), 200);
+    assert_eq!(
+        put_csv(&u.client, &c, u.id, "4,0.001,0,60,60\n")
+            .await
+            .status(),
+        200
+    );
     // A future-only rate: not willing yet.
     let future = "1,0.0001,0,60,60,2999-01-01T00:00:00Z,future only\n";
     let f = c.provider("future", "EUR").await;
     assert_eq!(put_csv(&f.client, &c, f.id, future).await.status(), 200);
     let q = "number=%2B49%2030%2012-34%2056";
-    let v = c.routes_until(q, |v| v["routes"].as_array().map(|r| r.len()) == Some(3)).await;
+    let v = c
+        .routes_until(q, |v| v["routes"].as_array().map(|r| r.len()) == Some(3))
+        .await;
     // Each provider with its own longest prefix, cheapest first.
-    assert_eq!(names(&v), [
-        ("usd-carrier".to_string(), "4".to_string()),
-        ("alpha".to_string(), "4930".to_string()),
-        ("beta".to_string(), "493012".to_string()),
-    ], "{v}");
+    assert_eq!(
+        names(&v),
+        [
+            ("usd-carrier".to_string(), "4".to_string()),
+            ("alpha".to_string(), "4930".to_string()),
+            ("beta".to_string(), "493012".to_string()),
+        ],
+        "{v}"
+    );
     assert_eq!(v["number"], "+4930123456");
     let alpha = &v["routes"][1];
     assert_eq!(alpha["rate_per_minute"], "0.01");
@@ -195,22 +333,52 @@ async fn route_answers(backend: Backend) {
     let v = c.routes(&format!("{q}&limit=1")).await;
     assert_eq!(v["routes"].as_array().unwrap().len(), 1);
     let v = c.routes("number=0049401234").await;
-    assert_eq!(names(&v).iter().map(|n| n.0.as_str()).collect::<Vec<_>>(), ["usd-carrier", "beta", "alpha"]);
+    assert_eq!(
+        names(&v).iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
+        ["usd-carrier", "beta", "alpha"]
+    );
     let v = c.routes("number=%2B81312345678").await;
     assert_eq!(v["routes"].as_array().unwrap().len(), 0);
     // Suspended providers leave; resumed ones come back.
-    let res = c.operator().post(c.url(&format!("/v1/providers/{}/suspend", a.id))).send().await.unwrap();
+    let res = c
+        .operator()
+        .post(c.url(&format!("/v1/providers/{}/suspend", a.id)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "suspended");
-    let v = c.routes_until(q, |v| v["routes"].as_array().map(|r| r.len()) == Some(2)).await;
+    let v = c
+        .routes_until(q, |v| v["routes"].as_array().map(|r| r.len()) == Some(2))
+        .await;
     assert!(!names(&v).iter().any(|n| n.0 == "alpha"), "{v}");
-    let res = c.operator().post(c.url(&format!("/v1/providers/{}/resume", a.id))).send().await.unwrap();
+    let res = c
+        .operator()
+        .post(c.url(&format!("/v1/providers/{}/resume", a.id)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let v = c.routes_until(q, |v| v["routes"].as_array().map(|r| r.len()) == Some(3)).await;
+    let v = c
+        .routes_until(q, |v| v["routes"].as_array().map(|r| r.len()) == Some(3))
+        .await;
     assert!(names(&v).iter().any(|n| n.0 == "alpha"), "{v}");
     // Bad queries: 400 problem+json.
-    for bad in ["", "number=abc", "number=%2B4930&max_rate=cheap", "number=%2B4930&limit=0", "number=%2B4930&currency=eur1", "number=0", "number=%2B1234567890123456"] {
-        let res = c.anonymous().get(c.url(&format!("/v1/routes?{bad}"))).send().await.unwrap();
+    for bad in [
+        "",
+        "number=abc",
+        "number=%2B4930&max_rate=cheap",
+        "number=%2B4930&limit=0",
+        "number=%2B4930&currency=eur1",
+        "number=0",
+        "number=%2B1234567890123456",
+    ] {
+        let res = c
+            .anonymous()
+            .get(c.url(&format!("/v1/routes?{bad}")))
+            .send()
+            .await
+            .unwrap();
         let (s, body) = problem(res).await;
         assert_eq!(s, 400, "{bad}: {body}");
     }
@@ -230,11 +398,22 @@ async fn malformed_input(backend: Backend) {
         json!({"name": "x", "sip_addresses": [{"address": "127.0.0.1:5060", "transport": "udp"}], "currency": "euro", "contact": "a"}),
         json!({"name": "x"}),
     ] {
-        let res = op.post(c.url("/v1/providers")).json(&bad).send().await.unwrap();
+        let res = op
+            .post(c.url("/v1/providers"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
         let (s, body) = problem(res).await;
         assert_eq!(s, 400, "{bad}: {body}");
     }
-    let res = op.post(c.url("/v1/providers")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let res = op
+        .post(c.url("/v1/providers"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 400);
     // Duplicate name: 409.
     let _a = c.provider("alpha", "EUR").await;
@@ -245,22 +424,54 @@ async fn malformed_input(backend: Backend) {
     let (s, body) = problem(res).await;
     assert_eq!(s, 400, "{body}");
     let (_, k) = common::new_key(c.dir.path(), "stray");
-    let res = c.anonymous().post(c.url("/v1/certificates")).json(&json!({"csr": k.csr_pem("stray").unwrap(), "enrollment_token": "enr_nope"})).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .post(c.url("/v1/certificates"))
+        .json(&json!({"csr": k.csr_pem("stray").unwrap(), "enrollment_token": "enr_nope"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403);
-    let res = c.anonymous().post(c.url("/v1/certificates")).json(&json!({"csr": k.csr_pem("stray").unwrap()})).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .post(c.url("/v1/certificates"))
+        .json(&json!({"csr": k.csr_pem("stray").unwrap()}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 403);
     // Paths and ids.
     let res = op.get(c.url("/v1/providers/abc")).send().await.unwrap();
     assert_eq!(problem(res).await.0, 400);
     let res = op.get(c.url("/v1/providers/999999")).send().await.unwrap();
     assert_eq!(problem(res).await.0, 404);
-    let res = c.anonymous().get(c.url("/v1/certificates/not-a-key")).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .get(c.url("/v1/certificates/not-a-key"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 400);
-    let res = c.anonymous().get(c.url("/v1/certificates/0123456789abcdef0123456789abcdef")).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .get(c.url("/v1/certificates/0123456789abcdef0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 404);
-    let res = c.anonymous().get(c.url("/v1/nothing")).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .get(c.url("/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 404);
-    let res = c.anonymous().delete(c.url("/v1/routes")).send().await.unwrap();
+    let res = c
+        .anonymous()
+        .delete(c.url("/v1/routes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(res).await.0, 405);
     c.shutdown().await;
 }
@@ -268,21 +479,63 @@ both_backends!(malformed, crate::malformed_input);
 
 async fn health_metrics_ca(backend: Backend) {
     let c = Central::start(backend).await;
-    let h: Value = c.anonymous().get(c.url("/health")).send().await.unwrap().json().await.unwrap();
+    let h: Value = c
+        .anonymous()
+        .get(c.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["database"], "reachable");
     assert_eq!(h["index"]["entries"], 0);
     let a = c.provider("alpha", "EUR").await;
     assert_eq!(put_csv(&a.client, &c, a.id, DECK_A).await.status(), 200);
-    let _ = c.routes_until("number=%2B4930", |v| !v["routes"].as_array().unwrap().is_empty()).await;
-    let h: Value = c.anonymous().get(c.url("/health")).send().await.unwrap().json().await.unwrap();
+    let _ = c
+        .routes_until("number=%2B4930", |v| {
+            !v["routes"].as_array().unwrap().is_empty()
+        })
+        .await;
+    let h: Value = c
+        .anonymous()
+        .get(c.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["index"]["entries"], 3, "{h}");
     assert_eq!(h["index"]["rate_version"], 1, "{h}");
-    let m = c.anonymous().get(c.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("central_rate_uploads_total{outcome=\"accepted\"} 1"), "{m}");
+    let m = c
+        .anonymous()
+        .get(c.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("central_rate_uploads_total{outcome=\"accepted\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("route=\"/v1/routes\""), "{m}");
     assert!(m.contains("central_index_entries 3"), "{m}");
-    assert!(m.contains("central_route_query_duration_seconds_count"), "{m}");
-    let ca = c.anonymous().get(c.url("/v1/ca")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        m.contains("central_route_query_duration_seconds_count"),
+        "{m}"
+    );
+    let ca = c
+        .anonymous()
+        .get(c.url("/v1/ca"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(ca.trim(), c.root_pem.trim());
     c.shutdown().await;
 }

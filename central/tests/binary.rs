@@ -17,7 +17,10 @@ fn help_lists_the_commands() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("init") && text.contains("serve"), "{text}");
-    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--listen"));
 }
 
@@ -53,18 +56,29 @@ async fn init_serve_and_talk() {
         .env_remove("CENTRAL_DATABASE_URL")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         for key in ["operator.key", "server.key"] {
-            let mode = std::fs::metadata(data.join(key)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(data.join(key))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "{key} is readable by others: {mode:o}");
         }
     }
     // A second init must not clobber the CA.
     let before = std::fs::read(data.join("ca.crt")).unwrap();
-    let out = Command::new(BIN).args(["init", "--data"]).arg(&data).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["init", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert_eq!(std::fs::read(data.join("ca.crt")).unwrap(), before);
 
@@ -108,7 +122,14 @@ async fn init_serve_and_talk() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
-    let h: Value = anon.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
+    let h: Value = anon
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ok");
 
     // SIGTERM: graceful exit with status 0.
@@ -122,7 +143,10 @@ async fn init_serve_and_talk() {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
-            assert!(std::time::Instant::now() < deadline, "central did not exit after SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "central did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(status.success(), "exit status {status}");

@@ -14,7 +14,13 @@ async fn second_instance_learns_of_rate_changes() {
     let first = Central::start(Backend::Postgres(admin)).await;
     // The second instance serves the same data directory and database.
     let dir2 = tempfile::tempdir().unwrap();
-    for f in ["ca.crt", "server.crt", "server.key", "operator.crt", "operator.key"] {
+    for f in [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "operator.crt",
+        "operator.key",
+    ] {
         std::fs::copy(first.dir.path().join(f), dir2.path().join(f)).unwrap();
     }
     copy_dir(&first.dir.path().join("ca"), &dir2.path().join("ca"));
@@ -33,10 +39,15 @@ async fn second_instance_learns_of_rate_changes() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let v = second
-        .routes_until("number=%2B4930123", |v| v["routes"].as_array().map(|r| r.len()) == Some(1))
+        .routes_until("number=%2B4930123", |v| {
+            v["routes"].as_array().map(|r| r.len()) == Some(1)
+        })
         .await;
     assert_eq!(v["routes"][0]["provider"], "alpha", "{v}");
-    eprintln!("second instance saw the upload after {:?}", started.elapsed());
+    eprintln!(
+        "second instance saw the upload after {:?}",
+        started.elapsed()
+    );
 
     // Suspension on the second instance reaches the first.
     let res = second
@@ -47,7 +58,9 @@ async fn second_instance_learns_of_rate_changes() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let v = first
-        .routes_until("number=%2B4930123", |v| v["routes"].as_array().map(|r| r.is_empty()) == Some(true))
+        .routes_until("number=%2B4930123", |v| {
+            v["routes"].as_array().map(|r| r.is_empty()) == Some(true)
+        })
         .await;
     assert_eq!(v["routes"].as_array().unwrap().len(), 0, "{v}");
     second.shutdown().await;

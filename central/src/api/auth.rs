@@ -7,19 +7,24 @@
 
 use super::{blocking, AppState};
 use crate::db::store::{self, StoreError};
+use crate::interim_pki::{verify_certificate, Role};
 use crate::problem::Problem;
 use crate::server::PeerCertificate;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use crate::interim_pki::{verify_certificate, Role};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// TLS without a client certificate.
     Anonymous,
-    Operator { key_id: String },
-    Provider { id: i64, key_id: String },
+    Operator {
+        key_id: String,
+    },
+    Provider {
+        id: i64,
+        key_id: String,
+    },
 }
 
 impl Caller {

@@ -8,6 +8,7 @@ use super::providers::{json_body, token_hash};
 use super::rates::body_or_problem;
 use super::{blocking, AppState};
 use crate::db::store::{self, CertOwner, StoreError, StoredCertificate};
+use crate::interim_pki::Role;
 use crate::problem::Problem;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use diesel::Connection;
-use crate::interim_pki::Role;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
@@ -77,7 +77,9 @@ impl CertificateView {
 }
 
 fn key_id_ok(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Failures inside the issuing transaction (it rolls back on any of them,
@@ -153,9 +155,8 @@ pub async fn issue(
                             "enrollment token unknown or already used",
                         ))
                     })?;
-                    let pid = u64::try_from(p.id).map_err(|_| {
-                        IssueFailure::Problem(Problem::internal())
-                    })?;
+                    let pid = u64::try_from(p.id)
+                        .map_err(|_| IssueFailure::Problem(Problem::internal()))?;
                     (Role::Provider(pid), CertOwner::Provider(p.id))
                 }
                 For::Operator => (Role::Operator, CertOwner::Operator),

@@ -11,9 +11,9 @@ pub mod providers;
 pub mod rates;
 pub mod routes;
 
-use crate::interim_pki::CertificateAuthority;
 use crate::config::Config;
 use crate::db::Database;
+use crate::interim_pki::CertificateAuthority;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::problem::Problem;
 use crate::routing::LiveIndex;
@@ -46,15 +46,39 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/providers", post(providers::register)),
         (Method::GET, "/v1/providers", get(providers::list)),
         (Method::GET, "/v1/providers/{id}", get(providers::show)),
-        (Method::POST, "/v1/providers/{id}/suspend", post(providers::suspend)),
-        (Method::POST, "/v1/providers/{id}/resume", post(providers::resume)),
+        (
+            Method::POST,
+            "/v1/providers/{id}/suspend",
+            post(providers::suspend),
+        ),
+        (
+            Method::POST,
+            "/v1/providers/{id}/resume",
+            post(providers::resume),
+        ),
         (Method::PUT, "/v1/providers/{id}/rates", put(rates::replace)),
-        (Method::PATCH, "/v1/providers/{id}/rates", patch(rates::delta)),
+        (
+            Method::PATCH,
+            "/v1/providers/{id}/rates",
+            patch(rates::delta),
+        ),
         (Method::GET, "/v1/providers/{id}/rates", get(rates::current)),
-        (Method::GET, "/v1/providers/{id}/rates/versions", get(rates::versions)),
+        (
+            Method::GET,
+            "/v1/providers/{id}/rates/versions",
+            get(rates::versions),
+        ),
         (Method::POST, "/v1/certificates", post(certificates::issue)),
-        (Method::GET, "/v1/certificates/{key_id}", get(certificates::show)),
-        (Method::POST, "/v1/certificates/{key_id}/revoke", post(certificates::revoke)),
+        (
+            Method::GET,
+            "/v1/certificates/{key_id}",
+            get(certificates::show),
+        ),
+        (
+            Method::POST,
+            "/v1/certificates/{key_id}/revoke",
+            post(certificates::revoke),
+        ),
     ]
 }
 
@@ -83,7 +107,10 @@ pub fn router(state: AppState) -> Router {
     }
     r.fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -101,7 +128,9 @@ async fn method_not_allowed() -> Problem {
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
+        Err(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response()
+        }
     }
 }
 
@@ -146,10 +175,11 @@ where
 
 /// Parses a numeric path id with a clear 400.
 pub(crate) fn path_id(raw: &str) -> Result<i64, Problem> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| Problem::bad_request(format!("provider id must be a positive integer, got {raw:?}")))
+    raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        Problem::bad_request(format!(
+            "provider id must be a positive integer, got {raw:?}"
+        ))
+    })
 }
 
 #[cfg(test)]

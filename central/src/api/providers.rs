@@ -214,7 +214,15 @@ mod tests {
         assert!(check_address(&addr("127.0.0.1:5060")).is_ok());
         assert!(check_address(&addr("[::1]:5061")).is_ok());
         assert!(check_address(&addr("sip.example.net:5060")).is_ok());
-        for bad in ["", "host", "host:0", "host:99999", "ho st:5060", ":5060", " a:1"] {
+        for bad in [
+            "",
+            "host",
+            "host:0",
+            "host:99999",
+            "ho st:5060",
+            ":5060",
+            " a:1",
+        ] {
             assert!(check_address(&addr(bad)).is_err(), "{bad:?} accepted");
         }
     }

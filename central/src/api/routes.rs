@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::db::store::SipAddress;
-use crate::interim_index::RouteCriteria;
+use crate::index::RouteCriteria;
 use crate::problem::Problem;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -49,7 +49,8 @@ impl RouteQuery {
                 return Err(Problem::bad_request(format!("parameter {k:?} given twice")));
             }
         }
-        let number = number.ok_or_else(|| Problem::bad_request("parameter \"number\" is required"))?;
+        let number =
+            number.ok_or_else(|| Problem::bad_request("parameter \"number\" is required"))?;
         let number = E164::parse(number)
             .map_err(|e| Problem::bad_request(format!("number {number:?}: {e}")))?;
         let max_rate = match max_rate {

@@ -107,8 +107,9 @@ impl TryFrom<ProviderRow> for Provider {
     fn try_from(r: ProviderRow) -> Result<Self, DbError> {
         Ok(Provider {
             id: r.id,
-            sip_addresses: serde_json::from_str(&r.sip_addresses)
-                .map_err(|e| DbError::Corrupt(format!("sip_addresses of provider {}: {e}", r.id)))?,
+            sip_addresses: serde_json::from_str(&r.sip_addresses).map_err(|e| {
+                DbError::Corrupt(format!("sip_addresses of provider {}: {e}", r.id))
+            })?,
             name: r.name,
             currency: r.currency,
             contact: r.contact,
@@ -383,12 +384,10 @@ type RateTuple = (
 
 fn rate_of(t: RateTuple) -> Result<(i64, RateRow), DbError> {
     let (provider_id, prefix, rate, fee, first, next, from, description) = t;
-    let money = |s: &str| {
-        Decimal::from_str(s).map_err(|e| DbError::Corrupt(format!("price {s:?}: {e}")))
-    };
-    let incr = |v: i32| {
-        u32::try_from(v).map_err(|_| DbError::Corrupt(format!("billing increment {v}")))
-    };
+    let money =
+        |s: &str| Decimal::from_str(s).map_err(|e| DbError::Corrupt(format!("price {s:?}: {e}")));
+    let incr =
+        |v: i32| u32::try_from(v).map_err(|_| DbError::Corrupt(format!("billing increment {v}")));
     Ok((
         provider_id,
         RateRow {
@@ -555,8 +554,10 @@ pub fn apply_delta(
                 .filter(rate_entries::provider_id.eq(provider_id))
                 .filter(rate_entries::prefix.eq(&r.prefix));
             match r.effective_from {
-                Some(t) => diesel::delete(same.filter(rate_entries::effective_from.eq(to_micros(t))))
-                    .execute(conn)?,
+                Some(t) => {
+                    diesel::delete(same.filter(rate_entries::effective_from.eq(to_micros(t))))
+                        .execute(conn)?
+                }
                 None => diesel::delete(same.filter(rate_entries::effective_from.is_null()))
                     .execute(conn)?,
             };
@@ -574,7 +575,11 @@ pub fn provider_rates(
     let rows: Vec<RateTuple> = rate_entries::table
         .filter(rate_entries::provider_id.eq(provider_id))
         .select(rate_tuple())
-        .order((rate_entries::prefix, rate_entries::effective_from, rate_entries::id))
+        .order((
+            rate_entries::prefix,
+            rate_entries::effective_from,
+            rate_entries::id,
+        ))
         .load(conn)?;
     Ok(rows
         .into_iter()
@@ -637,9 +642,7 @@ pub fn rate_versions(
 
 /// Everything the route index is built from: every active provider with its
 /// stored lines.
-pub fn active_decks(
-    conn: &mut DbConnection,
-) -> Result<Vec<(Provider, Vec<RateRow>)>, StoreError> {
+pub fn active_decks(conn: &mut DbConnection) -> Result<Vec<(Provider, Vec<RateRow>)>, StoreError> {
     conn.transaction(|conn| {
         let active: Vec<Provider> = list_providers(conn)?
             .into_iter()

@@ -4,8 +4,8 @@
 
 use central::app::{self, InitOptions, Running};
 use central::config::Config;
-use diesel::Connection;
 use central::interim_pki::ParticipantKey;
+use diesel::Connection;
 use reqwest::{Certificate, Client, Identity, Response};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,10 @@ impl Drop for PgDb {
     fn drop(&mut self) {
         use diesel::connection::SimpleConnection;
         if let Ok(mut c) = diesel::pg::PgConnection::establish(&self.admin_url) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -145,8 +148,7 @@ impl Central {
         let database_url = cfg.database_url.clone();
         let running = app::start(cfg).await.expect("central start");
         let base = format!("https://127.0.0.1:{}", running.addr.port());
-        let root_pem =
-            std::fs::read_to_string(dir.path().join(app::ROOT_CERT)).expect("root cert");
+        let root_pem = std::fs::read_to_string(dir.path().join(app::ROOT_CERT)).expect("root cert");
         Central {
             dir,
             running: Some(running),
@@ -196,7 +198,10 @@ impl Central {
         assert_eq!(res.status(), 201, "register {name}");
         let body: Value = res.json().await.unwrap();
         let id = body["id"].as_i64().expect("id");
-        let token = body["enrollment_token"].as_str().expect("token").to_string();
+        let token = body["enrollment_token"]
+            .as_str()
+            .expect("token")
+            .to_string();
         let (key_pem, key) = new_key(self.dir.path(), name);
         let csr = key.csr_pem(name).expect("csr");
         let res = self
@@ -281,7 +286,10 @@ pub async fn problem(res: Response) -> (u16, Value) {
         .unwrap_or("")
         .to_string();
     let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(ct, "application/problem+json", "status {status} body {body}");
+    assert_eq!(
+        ct, "application/problem+json",
+        "status {status} body {body}"
+    );
     assert_eq!(body["status"].as_u64(), Some(u64::from(status)));
     (status, body)
 }
