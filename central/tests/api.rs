@@ -543,7 +543,11 @@ both_backends!(health, crate::health_metrics_ca);
 
 /// A CSR made by OpenSSL (as the README shows) enrolls like one from the SDK.
 async fn openssl_enrollment(backend: Backend) {
-    if std::process::Command::new("openssl").arg("version").output().is_err() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIPPED (openssl not installed): openssl_enrollment");
         return;
     }
@@ -553,9 +557,19 @@ async fn openssl_enrollment(backend: Backend) {
     let reg: Value = res.json().await.unwrap();
     let key = c.dir.path().join("ossl.key");
     let csr = c.dir.path().join("ossl.csr");
-    let ok = std::process::Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key).status().unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .unwrap();
     assert!(ok.success());
-    let ok = std::process::Command::new("openssl").args(["req", "-new", "-subj", "/CN=ossl", "-key"]).arg(&key).arg("-out").arg(&csr).status().unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args(["req", "-new", "-subj", "/CN=ossl", "-key"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .status()
+        .unwrap();
     assert!(ok.success());
     let res = c.anonymous().post(c.url("/v1/certificates"))
         .json(&json!({"csr": std::fs::read_to_string(&csr).unwrap(), "enrollment_token": reg["enrollment_token"]}))
@@ -565,7 +579,13 @@ async fn openssl_enrollment(backend: Backend) {
     assert_eq!(cert["role"], "provider");
     assert_eq!(cert["provider_id"], reg["id"]);
     // The OpenSSL key and the issued certificate authenticate the provider.
-    let p = common::client(&c.root_pem, Some((cert["certificate"].as_str().unwrap(), &std::fs::read_to_string(&key).unwrap())));
+    let p = common::client(
+        &c.root_pem,
+        Some((
+            cert["certificate"].as_str().unwrap(),
+            &std::fs::read_to_string(&key).unwrap(),
+        )),
+    );
     let id = reg["id"].as_i64().unwrap();
     assert_eq!(put_csv(&p, &c, id, DECK_A).await.status(), 200);
     c.shutdown().await;

@@ -41,12 +41,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::money::Money;
+
     rate_entries (id) {
         id -> BigInt,
         provider_id -> BigInt,
         prefix -> Text,
-        rate_per_minute -> Text,
-        connect_fee -> Text,
+        rate_per_minute -> Money,
+        connect_fee -> Money,
         first_increment -> Integer,
         next_increment -> Integer,
         effective_from -> Nullable<BigInt>,

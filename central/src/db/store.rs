@@ -4,6 +4,7 @@
 //! are blocking. Writes that must be all-or-nothing run in one transaction
 //! here, so callers cannot forget it.
 
+use super::money::StoredMoney;
 use super::schema::{certificates, providers, rate_entries, rate_versions};
 use super::{from_micros, to_micros, DbConnection, DbError};
 use chrono::{DateTime, Utc};
@@ -11,7 +12,6 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 
 /// Rows per multi-row INSERT: 8 bound values each stays well below the bind
 /// limits of SQLite (32,766) and PostgreSQL (65,535).
@@ -374,8 +374,8 @@ pub struct RateRow {
 type RateTuple = (
     i64,
     String,
-    String,
-    String,
+    StoredMoney,
+    StoredMoney,
     i32,
     i32,
     Option<i64>,
@@ -384,15 +384,13 @@ type RateTuple = (
 
 fn rate_of(t: RateTuple) -> Result<(i64, RateRow), DbError> {
     let (provider_id, prefix, rate, fee, first, next, from, description) = t;
-    let money =
-        |s: &str| Decimal::from_str(s).map_err(|e| DbError::Corrupt(format!("price {s:?}: {e}")));
     let incr =
         |v: i32| u32::try_from(v).map_err(|_| DbError::Corrupt(format!("billing increment {v}")));
     Ok((
         provider_id,
         RateRow {
-            rate_per_minute: money(&rate)?,
-            connect_fee: money(&fee)?,
+            rate_per_minute: rate.0,
+            connect_fee: fee.0,
             first_increment: incr(first)?,
             next_increment: incr(next)?,
             effective_from: from.map(time_of).transpose()?,
@@ -414,8 +412,8 @@ fn insert_rates(
                 Ok((
                     rate_entries::provider_id.eq(provider_id),
                     rate_entries::prefix.eq(r.prefix.as_str()),
-                    rate_entries::rate_per_minute.eq(r.rate_per_minute.normalize().to_string()),
-                    rate_entries::connect_fee.eq(r.connect_fee.normalize().to_string()),
+                    rate_entries::rate_per_minute.eq(StoredMoney(r.rate_per_minute)),
+                    rate_entries::connect_fee.eq(StoredMoney(r.connect_fee)),
                     rate_entries::first_increment.eq(increment(r.first_increment)?),
                     rate_entries::next_increment.eq(increment(r.next_increment)?),
                     rate_entries::effective_from.eq(r.effective_from.map(to_micros)),

@@ -1,9 +1,9 @@
 -- Central: providers, certificates, rate versions and rate entries.
 -- Same shape as the SQLite schema so one set of diesel queries serves both.
 -- Timestamps are UTC microseconds since the Unix epoch (BIGINT). Money is
--- the canonical decimal string of rust_decimal::Decimal, checked here to be
--- a plain decimal number (exact, never a float). The settlement ledger
--- (tickets, receipts) gets its own migration next to this one.
+-- NUMERIC (exact, never a float), read and written as rust_decimal::Decimal.
+-- The settlement ledger (tickets, receipts) gets its own migration next to
+-- this one.
 
 CREATE TABLE providers (
     id BIGSERIAL PRIMARY KEY,
@@ -45,8 +45,8 @@ CREATE TABLE rate_entries (
     id BIGSERIAL PRIMARY KEY,
     provider_id BIGINT NOT NULL REFERENCES providers (id),
     prefix TEXT NOT NULL,
-    rate_per_minute TEXT NOT NULL CHECK (rate_per_minute ~ '^-?[0-9]+(\.[0-9]+)?$'),
-    connect_fee TEXT NOT NULL CHECK (connect_fee ~ '^-?[0-9]+(\.[0-9]+)?$'),
+    rate_per_minute NUMERIC NOT NULL,
+    connect_fee NUMERIC NOT NULL,
     first_increment INTEGER NOT NULL CHECK (first_increment >= 1),
     next_increment INTEGER NOT NULL CHECK (next_increment >= 1),
     effective_from BIGINT,

@@ -1,9 +1,10 @@
 -- Central: providers, certificates, rate versions and rate entries.
 -- Timestamps are UTC microseconds since the Unix epoch (BIGINT): one
 -- representation both backends read and write through the same queries.
--- Money is the canonical decimal string of rust_decimal::Decimal: exact,
--- never a float. The settlement ledger (tickets, receipts) gets its own
--- migration next to this one.
+-- Money is the decimal text of rust_decimal::Decimal (SQLite has no exact
+-- decimal type; PostgreSQL stores NUMERIC): exact, never a float. The
+-- settlement ledger (tickets, receipts) gets its own migration next to
+-- this one.
 
 CREATE TABLE providers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
