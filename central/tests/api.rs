@@ -591,3 +591,35 @@ async fn openssl_enrollment(backend: Backend) {
     c.shutdown().await;
 }
 both_backends!(openssl_csr, crate::openssl_enrollment);
+
+/// A scheduled rate takes effect without any further upload: the server
+/// rebuilds its index when the index says the next change is due.
+async fn scheduled_rates(backend: Backend) {
+    let c = Central::start(backend).await;
+    let a = c.provider("alpha", "EUR").await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let deck = format!(
+        "4930,0.0100,0,60,60\n4930,0.0050,0,60,60,{},cheaper soon\n",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    assert_eq!(put_csv(&a.client, &c, a.id, &deck).await.status(), 200);
+    let v = c
+        .routes_until("number=%2B4930123", |v| {
+            !v["routes"].as_array().unwrap().is_empty()
+        })
+        .await;
+    if chrono::Utc::now() < at {
+        assert_eq!(v["routes"][0]["rate_per_minute"], "0.01", "{v}");
+    }
+    let v = c
+        .routes_until("number=%2B4930123", |v| {
+            v["routes"][0]["rate_per_minute"] == "0.005"
+        })
+        .await;
+    assert_eq!(
+        v["routes"][0]["rate_per_minute"], "0.005",
+        "scheduled rate never took effect: {v}"
+    );
+    c.shutdown().await;
+}
+both_backends!(scheduled, crate::scheduled_rates);
