@@ -15,14 +15,14 @@
 //! [`Running`] server bound to `config.listen` (port 0 picks a free port).
 
 use crate::api::{self, AppState};
+use crate::ca::{CertificateAuthority, Validity};
 use crate::config::{Config, CONFIG_FILE};
 use crate::db::store::{self, CertOwner, StoredCertificate};
 use crate::db::Database;
-use crate::interim_pki::CertificateAuthority;
-use crate::interim_pki::{ParticipantKey, Role};
 use crate::metrics::Metrics;
 use crate::routing::LiveIndex;
 use anyhow::{bail, Context, Result};
+use provider_sdk::pki::Role;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,8 +121,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
     let db = Database::open(&config.database_url, 2).context("cannot open the database")?;
 
     let ca = CertificateAuthority::create(&opts.name).context("cannot create the CA")?;
-    ca.save(&dir.join(CA_DIR)).context("cannot save the CA")?;
-    write_new(&dir.join(ROOT_CERT), ca.root_cert_pem(), false)?;
+    ca.save(dir.join(CA_DIR)).context("cannot save the CA")?;
+    write_new(&dir.join(ROOT_CERT), &ca.root_cert_pem(), false)?;
 
     let mut dns = Vec::new();
     let mut ips = Vec::new();
@@ -133,33 +133,30 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
         }
     }
     let server = ca
-        .issue_server_cert(&dns, &ips)
+        .issue_server_cert(&dns, &ips, Validity::days(825))
         .context("cannot issue the server certificate")?;
-    write_new(&dir.join(SERVER_CERT), &server.cert_pem, false)?;
-    write_new(&dir.join(SERVER_KEY), &server.key_pem, true)?;
+    write_new(&dir.join(SERVER_CERT), &server.cert.cert_pem, false)?;
+    server
+        .key
+        .save_pem(dir.join(SERVER_KEY))
+        .context("cannot save the server key")?;
 
-    let key = ParticipantKey::generate();
-    key.save_pem(&dir.join(OPERATOR_KEY))
+    let operator = ca
+        .issue_key_pair("operator", Role::Operator, Validity::days(3650))
+        .context("cannot issue the operator credential")?;
+    operator
+        .key
+        .save_pem(dir.join(OPERATOR_KEY))
         .context("cannot save the operator key")?;
-    let csr = key
-        .csr_pem("operator")
-        .context("cannot make the operator CSR")?;
-    let issued = ca
-        .certify_csr(
-            &csr,
-            Role::Operator,
-            std::time::Duration::from_secs(10 * 365 * 86_400),
-        )
-        .context("cannot certify the operator key")?;
-    write_new(&dir.join(OPERATOR_CERT), &issued.cert_pem, false)?;
+    write_new(&dir.join(OPERATOR_CERT), &operator.cert.cert_pem, false)?;
     let stored = StoredCertificate {
-        key_id: issued.key_id.to_string(),
-        serial: issued.serial.to_string(),
+        key_id: operator.cert.key_id.to_string(),
+        serial: operator.cert.serial.to_string(),
         owner: CertOwner::Operator,
         subject_cn: "operator".into(),
-        cert_pem: issued.cert_pem.clone(),
-        not_before: crate::ca_glue::to_chrono(issued.not_before),
-        not_after: crate::ca_glue::to_chrono(issued.not_after),
+        cert_pem: operator.cert.cert_pem.clone(),
+        not_before: operator.cert.not_before,
+        not_after: operator.cert.not_after,
         revoked_at: None,
     };
     let mut conn = db.conn()?;
@@ -215,7 +212,7 @@ pub async fn start_with_signals(config: Config) -> Result<Running> {
 async fn start_inner(config: Config, signals: bool) -> Result<Running> {
     crate::tls::install_crypto_provider();
     let dir = config.data_dir.clone();
-    let ca = CertificateAuthority::load(&dir.join(CA_DIR)).with_context(|| {
+    let ca = CertificateAuthority::load(dir.join(CA_DIR)).with_context(|| {
         format!(
             "cannot load the CA from {} (run `central init`?)",
             dir.display()

@@ -14,11 +14,10 @@
 
 pub mod api;
 pub mod app;
-mod ca_glue;
+pub mod ca;
 pub mod config;
 pub mod db;
 pub mod index;
-pub mod interim_pki;
 pub mod metrics;
 pub mod notify;
 pub mod problem;

@@ -2,6 +2,8 @@
 //!
 //! - [`number`], [`money`], [`ratedeck`]: phone numbers and prefixes, exact
 //!   prices, and rate decks (what a provider charges per destination prefix).
+//! - [`pki`]: Ed25519 keys, certificate requests and verification against
+//!   central's pinned root, and rustls configurations for mutual TLS.
 //! - [`sip`]: the SIP layer (validation, B2BUA building blocks, OPTIONS prober).
 //!   SIP library types stay inside this module.
 //! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
@@ -9,5 +11,6 @@
 pub mod media;
 pub mod money;
 pub mod number;
+pub mod pki;
 pub mod ratedeck;
 pub mod sip;

@@ -7,11 +7,11 @@
 
 use super::{blocking, AppState};
 use crate::db::store::{self, StoreError};
-use crate::interim_pki::{verify_certificate, Role};
 use crate::problem::Problem;
 use crate::server::PeerCertificate;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use provider_sdk::pki::{verify_certificate, Role};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

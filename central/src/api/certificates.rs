@@ -7,8 +7,8 @@ use super::auth::Caller;
 use super::providers::{json_body, token_hash};
 use super::rates::body_or_problem;
 use super::{blocking, AppState};
+use crate::ca::Validity;
 use crate::db::store::{self, CertOwner, StoreError, StoredCertificate};
-use crate::interim_pki::Role;
 use crate::problem::Problem;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use diesel::Connection;
+use provider_sdk::pki::{verify_certificate, Role};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
@@ -114,7 +115,7 @@ pub async fn issue(
             "validity_days must be in 1..={MAX_VALIDITY_DAYS}"
         )));
     }
-    let validity = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    let validity = Validity::days(days);
     // Who the certificate is for: decided before touching the database.
     enum For {
         Token(String),
@@ -170,14 +171,21 @@ pub async fn issue(
             let issued = ca.certify_csr(&csr, role, validity).map_err(|e| {
                 IssueFailure::Problem(Problem::bad_request(format!("CSR rejected: {e}")))
             })?;
+            // Read back what was issued (subject, key id) from the
+            // certificate itself, checked against the root like any other.
+            let certified =
+                verify_certificate(&issued.cert_der, ca.root_cert_der(), now).map_err(|e| {
+                    tracing::error!(error = %e, "freshly issued certificate does not verify");
+                    IssueFailure::Problem(Problem::internal())
+                })?;
             let stored = StoredCertificate {
                 key_id: issued.key_id.to_string(),
                 serial: issued.serial.to_string(),
                 owner,
-                subject_cn: crate::ca_glue::subject_cn(&issued),
+                subject_cn: certified.subject_cn,
                 cert_pem: issued.cert_pem.clone(),
-                not_before: crate::ca_glue::to_chrono(issued.not_before),
-                not_after: crate::ca_glue::to_chrono(issued.not_after),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
                 revoked_at: None,
             };
             store::insert_certificate(conn, &stored, now)?;

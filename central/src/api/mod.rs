@@ -11,9 +11,9 @@ pub mod providers;
 pub mod rates;
 pub mod routes;
 
+use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::db::Database;
-use crate::interim_pki::CertificateAuthority;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::problem::Problem;
 use crate::routing::LiveIndex;

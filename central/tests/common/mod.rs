@@ -4,8 +4,8 @@
 
 use central::app::{self, InitOptions, Running};
 use central::config::Config;
-use central::interim_pki::ParticipantKey;
 use diesel::Connection;
+use provider_sdk::pki::ParticipantKey;
 use reqwest::{Certificate, Client, Identity, Response};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -195,8 +195,9 @@ impl Central {
             .send()
             .await
             .expect("register");
-        assert_eq!(res.status(), 201, "register {name}");
+        let status = res.status();
         let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "register {name}: {body}");
         let id = body["id"].as_i64().expect("id");
         let token = body["enrollment_token"]
             .as_str()
