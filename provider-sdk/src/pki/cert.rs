@@ -149,6 +149,7 @@ pub struct RootCertificate {
     der: CertificateDer<'static>,
     anchor: TrustAnchor<'static>,
     verifying_key: VerifyingKey,
+    subject_raw: Vec<u8>,
     subject_key_id: Option<Vec<u8>>,
     subject_cn: String,
 }
@@ -176,6 +177,7 @@ impl RootCertificate {
         }
         check_ed25519_signature(&cert, &verifying_key)
             .map_err(|_| PkiError::InvalidRoot("self-signature does not verify".into()))?;
+        let subject_raw = cert.tbs_certificate.subject.as_raw().to_vec();
         let subject_key_id = subject_key_id(&cert);
         let subject_cn = common_name(&cert).unwrap_or_default();
         let der = CertificateDer::from(der.to_vec());
@@ -186,6 +188,7 @@ impl RootCertificate {
             der,
             anchor,
             verifying_key,
+            subject_raw,
             subject_key_id,
             subject_cn,
         })
@@ -223,7 +226,7 @@ impl RootCertificate {
         let verifying_key = ed25519_key(&cert)?;
 
         // Name the real problem before webpki's generic path search does.
-        if cert.tbs_certificate.issuer.as_raw() != self.anchor.subject.as_ref() {
+        if cert.tbs_certificate.issuer.as_raw() != self.subject_raw.as_slice() {
             return Err(PkiError::NotSignedByRoot);
         }
         if let (Some(aki), Some(ski)) = (authority_key_id(&cert), &self.subject_key_id) {
