@@ -115,12 +115,23 @@ struct ProviderInfo {
     rate_version: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Rate terms with both prices normalised, so equal values have equal
+/// bytes and can be hashed as bytes (Decimal's own hash normalises on
+/// every call, which dominated the build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Terms {
     rate_per_minute: Decimal,
     connect_fee: Decimal,
     first_increment: u32,
     next_increment: u32,
+}
+
+impl Hash for Terms {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.rate_per_minute.serialize());
+        state.write(&self.connect_fee.serialize());
+        state.write_u64(u64::from(self.first_increment) << 32 | u64::from(self.next_increment));
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +186,7 @@ impl RouteIndex {
         drop(providers);
 
         // Merge the local term tables, then number terms in price order.
-        let mut global: HashMap<Terms, u32> = HashMap::new();
+        let mut global: HashMap<Terms, u32, FastHash> = HashMap::with_hasher(FastHash::new());
         let mut terms: Vec<Terms> = Vec::new();
         let remaps: Vec<Vec<u32>> = locals
             .iter()
@@ -229,23 +240,40 @@ impl RouteIndex {
         sort_records(&mut records, threads);
 
         let mut table = PrefixTable::with_capacity(count_distinct_keys(&records));
-        let mut postings = Vec::with_capacity(records.len());
+        let mut postings: Vec<Posting> = Vec::with_capacity(records.len());
+        // A provider listed twice under one prefix (possible only with
+        // unvalidated input) keeps its cheapest entry.
+        let mut in_group = vec![0u64; infos.len().div_ceil(64)];
         let mut start = 0usize;
         while start < records.len() {
             let key = records[start].key;
             let mut end = start;
+            let first_posting = postings.len();
             while end < records.len() && records[end].key == key {
                 let r = records[end];
+                end += 1;
+                let (word, bit) = (r.provider as usize / 64, 1u64 << (r.provider % 64));
+                if in_group.get(word).is_none_or(|w| w & bit != 0) {
+                    continue;
+                }
+                in_group[word] |= bit;
                 postings.push(Posting {
                     provider: r.provider,
                     term: r.term,
                     cost: cost[r.term as usize],
                 });
-                end += 1;
             }
-            table.insert(key, start as u32, (end - start) as u32);
+            for p in &postings[first_posting..] {
+                in_group[p.provider as usize / 64] = 0;
+            }
+            table.insert(
+                key,
+                first_posting as u32,
+                (postings.len() - first_posting) as u32,
+            );
             start = end;
         }
+        postings.shrink_to_fit();
         RouteIndex {
             providers: infos,
             terms: sorted_terms,
@@ -284,38 +312,81 @@ impl RouteIndex {
             if seen.len() < words {
                 seen.resize(words, 0);
             }
+            let small_limit = criteria.limit <= SMALL_LIMIT;
+            // Clearing a small bitset whole is cheaper than remembering bits.
+            let track_touched = words > 256;
+            // The prefixes of the number that have postings, longest first.
+            let mut levels = [(0usize, 0u32, 0u32); MAX_DIGITS];
+            let mut n_levels = 0;
             for len in (1..=digits.len()).rev() {
-                let Some((start, count)) = self.table.get(keys[len - 1]) else {
-                    continue;
-                };
+                if let Some((start, count)) = self.table.get(keys[len - 1]) {
+                    levels[n_levels] = (len, start, count);
+                    n_levels += 1;
+                }
+            }
+            for (i, &(len, start, count)) in levels[..n_levels].iter().enumerate() {
+                // Providers are marked at every level but the last (nothing
+                // shorter follows), where the cheapest-first order lets the
+                // scan stop as soon as nothing better can come.
+                let last = i + 1 == n_levels;
                 let range = start as usize..start as usize + count as usize;
                 for p in self.postings.get(range).unwrap_or_default() {
                     let (word, bit) = (p.provider as usize / 64, 1u64 << (p.provider % 64));
                     if seen[word] & bit != 0 {
                         continue;
                     }
-                    seen[word] |= bit;
-                    touched.push(p.provider);
-                    if p.term >= cutoff {
-                        continue;
-                    }
-                    if let Some(c) = criteria.currency {
-                        if self.providers[p.provider as usize].currency != c {
-                            continue;
+                    if !last {
+                        seen[word] |= bit;
+                        if track_touched {
+                            touched.push(p.provider);
                         }
                     }
-                    candidates.push(Candidate {
+                    if p.term >= cutoff {
+                        if last {
+                            break;
+                        }
+                        continue;
+                    }
+                    let c = Candidate {
                         order: (u64::from(p.cost) << 32) | u64::from(p.provider),
                         term: p.term,
                         len: len as u8,
-                    });
+                    };
+                    // Keep only the cheapest `limit`, sorted: once full, most
+                    // candidates are rejected by one comparison.
+                    if small_limit && candidates.len() == criteria.limit {
+                        if let Some(worst) = candidates.last() {
+                            if worst.order < c.order {
+                                if last && worst.order >> 32 < c.order >> 32 {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(cur) = criteria.currency {
+                        if self.providers[p.provider as usize].currency != cur {
+                            continue;
+                        }
+                    }
+                    if small_limit {
+                        let at = candidates.partition_point(|x| x.order < c.order);
+                        candidates.insert(at, c);
+                        candidates.truncate(criteria.limit);
+                    } else {
+                        candidates.push(c);
+                    }
                 }
             }
-            for &p in touched.iter() {
-                seen[p as usize / 64] = 0;
+            if track_touched {
+                for &p in touched.iter() {
+                    seen[p as usize / 64] = 0;
+                }
+                touched.clear();
+            } else {
+                seen[..words].fill(0);
             }
-            touched.clear();
-            if candidates.len() > criteria.limit {
+            if !small_limit && candidates.len() > criteria.limit {
                 candidates.select_nth_unstable_by_key(criteria.limit, |c| c.order);
                 candidates.truncate(criteria.limit);
             }
@@ -406,13 +477,36 @@ struct LocalBuild {
 
 impl LocalBuild {
     fn run(providers: &[ProviderRates], first_index: usize, as_of: DateTime<Utc>) -> LocalBuild {
-        let mut ids: HashMap<Terms, u32> = HashMap::new();
+        let mut ids: HashMap<Terms, u32, FastHash> = HashMap::with_hasher(FastHash::new());
         let mut terms = Vec::new();
         let mut records = Vec::with_capacity(providers.iter().map(|p| p.entries.len()).sum());
         let mut next_change: Option<DateTime<Utc>> = None;
         let mut effective: Vec<&RateEntry> = Vec::new();
         for (i, p) in providers.iter().enumerate() {
             let provider = (first_index + i) as u32;
+            let mut intern = |e: &RateEntry| {
+                let t = Terms {
+                    rate_per_minute: e.rate_per_minute.normalize(),
+                    connect_fee: e.connect_fee.normalize(),
+                    first_increment: e.first_increment,
+                    next_increment: e.next_increment,
+                };
+                let term = *ids.entry(t).or_insert_with(|| {
+                    terms.push(t);
+                    (terms.len() - 1) as u32
+                });
+                Record {
+                    key: prefix_key(e.prefix.as_bytes()),
+                    provider,
+                    term,
+                }
+            };
+            if p.entries.iter().all(|e| e.effective_from.is_none()) {
+                // Nothing scheduled: every entry is in effect (a repeated
+                // prefix, impossible in a RateDeck, is dropped when merging).
+                records.extend(p.entries.iter().map(&mut intern));
+                continue;
+            }
             effective.clear();
             effective.extend(p.entries.iter());
             // Per prefix, the latest entry already in effect (None = always).
@@ -432,21 +526,7 @@ impl LocalBuild {
                     j += 1;
                 }
                 let Some(e) = chosen else { continue };
-                let t = Terms {
-                    rate_per_minute: e.rate_per_minute.normalize(),
-                    connect_fee: e.connect_fee.normalize(),
-                    first_increment: e.first_increment,
-                    next_increment: e.next_increment,
-                };
-                let term = *ids.entry(t).or_insert_with(|| {
-                    terms.push(t);
-                    (terms.len() - 1) as u32
-                });
-                records.push(Record {
-                    key: prefix_key(prefix.as_bytes()),
-                    provider,
-                    term,
-                });
+                records.push(intern(e));
             }
         }
         LocalBuild {
@@ -457,9 +537,11 @@ impl LocalBuild {
     }
 }
 
-/// Sorts by (prefix key, provider), using up to `threads` threads.
+/// Sorts by (prefix key, term, provider), using up to `threads` threads.
+/// Terms are numbered in price order, so each prefix's postings come out
+/// cheapest first and a query can stop early.
 fn sort_records(records: &mut [Record], threads: usize) {
-    let by = |r: &Record| (r.key, r.provider);
+    let by = |r: &Record| (r.key, r.term, r.provider);
     if threads < 2 || records.len() < 1 << 16 {
         records.sort_unstable_by_key(by);
         return;
@@ -506,6 +588,58 @@ fn prefix_key(digits: &[u8]) -> u64 {
         .iter()
         .fold(1u64, |k, &d| k * 10 + u64::from(d.wrapping_sub(b'0') % 10))
 }
+
+/// FxHash-style multiplicative hashing with a random start, for interning
+/// rate terms during the build (SipHash was a large share of build time).
+#[derive(Clone, Copy)]
+struct FastHash(u64);
+
+impl FastHash {
+    fn new() -> FastHash {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        FastHash(h.finish())
+    }
+}
+
+impl BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Up to this limit a query keeps a sorted top list instead of collecting
+/// every candidate and selecting afterwards.
+const SMALL_LIMIT: usize = 64;
 
 /// Per-thread buffers reused by every query.
 #[derive(Default)]

@@ -21,8 +21,8 @@
 //! assert_eq!(err.errors[1].line, 2);
 //! ```
 //!
-//! CSV columns, in this order unless a header row (recognised by its first
-//! field being `prefix`) names them in another:
+//! CSV columns, in this order unless a header row (recognised by a field
+//! named `prefix`) names them in another:
 //! `prefix,rate_per_minute,connect_fee,first_increment,next_increment,effective_from,description`.
 //! The last two are optional; `effective_from` is RFC 3339
 //! (`2026-12-01T00:00:00Z`). Blank lines and lines starting with `#` are
@@ -194,10 +194,7 @@ impl RateDeck {
             let line = record.position().map_or(0, |p| p.line() as usize);
             if first {
                 first = false;
-                if record
-                    .get(0)
-                    .is_some_and(|f| f.eq_ignore_ascii_case(b"prefix"))
-                {
+                if record.iter().any(|f| f.eq_ignore_ascii_case(b"prefix")) {
                     match header_order(&record) {
                         Ok(o) => order = o,
                         Err(message) => {
@@ -735,3 +732,6 @@ fn truncate(s: &str) -> String {
         t
     }
 }
+
+#[cfg(test)]
+mod tests;

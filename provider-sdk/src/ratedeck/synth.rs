@@ -39,6 +39,9 @@ fn country_codes() -> Vec<String> {
     ] {
         codes.extend(range.map(|c: u32| c.to_string()));
     }
+    // Country codes form a prefix-free set: drop ranges under shorter codes.
+    let shorter: Vec<String> = codes.iter().filter(|c| c.len() < 3).cloned().collect();
+    codes.retain(|c| c.len() < 3 || !shorter.iter().any(|s| c.starts_with(s.as_str())));
     codes
 }
 
