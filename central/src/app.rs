@@ -22,7 +22,7 @@ use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::routing::LiveIndex;
 use anyhow::{bail, Context, Result};
-use provider_sdk::pki::Role;
+use provider_sdk::pki::{ParticipantKey, Role};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,18 +136,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
         .issue_server_cert(&dns, &ips, Validity::days(825))
         .context("cannot issue the server certificate")?;
     write_new(&dir.join(SERVER_CERT), &server.cert.cert_pem, false)?;
-    server
-        .key
-        .save_pem(dir.join(SERVER_KEY))
-        .context("cannot save the server key")?;
+    write_key_v1(&dir.join(SERVER_KEY), &server.key)?;
 
     let operator = ca
         .issue_key_pair("operator", Role::Operator, Validity::days(3650))
         .context("cannot issue the operator credential")?;
-    operator
-        .key
-        .save_pem(dir.join(OPERATOR_KEY))
-        .context("cannot save the operator key")?;
+    write_key_v1(&dir.join(OPERATOR_KEY), &operator.key)?;
     write_new(&dir.join(OPERATOR_CERT), &operator.cert.cert_pem, false)?;
     let stored = StoredCertificate {
         key_id: operator.cert.key_id.to_string(),
@@ -165,6 +159,23 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
     Ok(DataDir {
         dir: dir.to_path_buf(),
     })
+}
+
+/// Writes an Ed25519 key as PKCS#8 v1 PEM (mode 0600, never overwriting).
+/// v1 (RFC 8410 without the optional public key) is what OpenSSL, and so
+/// curl, reads; rustls reads it too.
+fn write_key_v1(path: &Path, key: &ParticipantKey) -> Result<()> {
+    use base64::Engine as _;
+    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(&key.signing_key().to_bytes());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+    write_new(path, &pem, true)
 }
 
 fn toml_string(s: &str) -> String {

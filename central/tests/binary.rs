@@ -72,6 +72,19 @@ async fn init_serve_and_talk() {
             assert_eq!(mode & 0o077, 0, "{key} is readable by others: {mode:o}");
         }
     }
+    // The operator key is readable by OpenSSL (curl --key), not only rustls.
+    match Command::new("openssl")
+        .args(["pkey", "-noout", "-in"])
+        .arg(data.join("operator.key"))
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "openssl cannot read operator.key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => eprintln!("SKIPPED (openssl not installed): operator.key OpenSSL check"),
+    }
     // A second init must not clobber the CA.
     let before = std::fs::read(data.join("ca.crt")).unwrap();
     let out = Command::new(BIN)
