@@ -11,8 +11,8 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     /// The matched route template (e.g. `/v1/providers/{id}`), never the raw
     /// path, so label cardinality stays bounded.
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
     pub status: u16,
 }
 

@@ -139,13 +139,22 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
 struct RouteTemplate(&'static str);
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_string();
+    // Static label values: no allocation per request.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let res = next.run(req).await;
     let route = res
         .extensions()
         .get::<RouteTemplate>()
-        .map_or("unmatched", |t| t.0)
-        .to_string();
+        .map_or("unmatched", |t| t.0);
     state
         .metrics
         .requests

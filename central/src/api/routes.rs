@@ -8,6 +8,7 @@ use crate::index::RouteCriteria;
 use crate::problem::Problem;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use provider_sdk::money::Currency;
 use provider_sdk::number::E164;
@@ -93,16 +94,17 @@ impl RouteQuery {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RouteAnswer {
+pub struct RouteAnswer<'a> {
     pub number: String,
-    pub routes: Vec<Route>,
+    pub routes: Vec<Route<'a>>,
 }
 
+/// One answer line; borrows provider details from the index snapshot.
 #[derive(Debug, Serialize)]
-pub struct Route {
+pub struct Route<'a> {
     pub provider_id: i64,
-    pub provider: String,
-    pub sip_addresses: Vec<SipAddress>,
+    pub provider: &'a str,
+    pub sip_addresses: &'a [SipAddress],
     pub prefix: String,
     pub rate_per_minute: Decimal,
     pub connect_fee: Decimal,
@@ -115,7 +117,7 @@ pub struct Route {
 pub async fn query(
     State(state): State<AppState>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<RouteAnswer>, Problem> {
+) -> Result<Response, Problem> {
     let Query(params) =
         params.map_err(|e| Problem::bad_request(format!("malformed query string: {e}")))?;
     let q = RouteQuery::parse(&params)?;
@@ -129,8 +131,8 @@ pub async fn query(
             let info = snap.providers.get(&m.provider)?;
             Some(Route {
                 provider_id: info.id,
-                provider: info.name.clone(),
-                sip_addresses: info.sip_addresses.clone(),
+                provider: info.name.as_str(),
+                sip_addresses: info.sip_addresses.as_slice(),
                 prefix: m.prefix.digits().to_string(),
                 rate_per_minute: m.rate_per_minute,
                 connect_fee: m.connect_fee,
@@ -148,7 +150,8 @@ pub async fn query(
     Ok(Json(RouteAnswer {
         number: q.number.to_string(),
         routes,
-    }))
+    })
+    .into_response())
 }
 
 #[cfg(test)]
