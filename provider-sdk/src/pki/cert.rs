@@ -247,21 +247,11 @@ impl RootCertificate {
         // Within the skew: let webpki check at the nearest instant inside the window.
         let check_at = now.clamp(not_before, not_after);
 
-        let subject_cn = common_name(&cert)
-            .ok_or_else(|| PkiError::MalformedCertificate("subject has no common name".into()))?;
-        let role = role(&cert)?;
-        if !role.is_server() {
-            match cert.key_usage() {
-                Ok(Some(ku)) if !ku.value.digital_signature() => {
-                    return Err(PkiError::WrongUsage(
-                        "key usage lacks digitalSignature".into(),
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => return Err(PkiError::MalformedCertificate(e.to_string())),
-            }
-        }
-        let usage = if role.is_server() {
+        // The role decides which extended key usage to require; a missing or
+        // bad role is reported only after the signature has been checked, so
+        // a forgery is always reported as one.
+        let role = role(&cert);
+        let usage = if matches!(role, Ok(Role::Server)) {
             webpki::KeyUsage::server_auth()
         } else {
             webpki::KeyUsage::client_auth()
@@ -284,6 +274,20 @@ impl RootCertificate {
             )
             .map_err(map_webpki_error)?;
 
+        let subject_cn = common_name(&cert)
+            .ok_or_else(|| PkiError::MalformedCertificate("subject has no common name".into()))?;
+        let role = role?;
+        if !role.is_server() {
+            match cert.key_usage() {
+                Ok(Some(ku)) if !ku.value.digital_signature() => {
+                    return Err(PkiError::WrongUsage(
+                        "key usage lacks digitalSignature".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(PkiError::MalformedCertificate(e.to_string())),
+            }
+        }
         let serial = Serial::from_bytes(cert.raw_serial())?;
         Ok(CertifiedKey {
             key_id: KeyId::of(&verifying_key),
