@@ -17,11 +17,18 @@ use provider_sdk::ratedeck::synth::{deck_csv, PrefixPlan};
 use provider_sdk::ratedeck::RateDeck;
 use rust_decimal::Decimal;
 
+/// Full-size default under `cargo bench`; a small size when the bench is
+/// only smoke-run by `cargo test --benches` (no `--bench` argument).
 fn env_usize(name: &str, default: usize) -> usize {
+    let benching = std::env::args().any(|a| a == "--bench");
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(if benching {
+            default
+        } else {
+            (default / 100).max(10)
+        })
 }
 
 /// Resident set size of this process, from /proc (Linux).
@@ -241,10 +248,11 @@ fn import_bench(c: &mut Criterion) {
 /// A 1-million-entry build (100 x 10,000) under criterion; the 10-million
 /// build is timed once in the query fixture above.
 fn build_bench(c: &mut Criterion) {
-    let plan = PrefixPlan::generate(300_000, 1);
+    let plan = PrefixPlan::generate(env_usize("INDEX_BENCH_PLAN", 300_000), 1);
     let eur = Currency::parse("EUR").expect("EUR is a valid code");
+    let providers = env_usize("BUILD_BENCH_PROVIDERS", 100);
     let input: Vec<ProviderRates> = plan
-        .provider_decks(100, 10_000, 2)
+        .provider_decks(providers, 10_000, 2)
         .into_iter()
         .enumerate()
         .map(|(i, entries)| ProviderRates {
@@ -256,8 +264,9 @@ fn build_bench(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("index_build");
     g.sample_size(10);
-    g.throughput(criterion::Throughput::Elements(1_000_000));
-    g.bench_function("100_providers_x_10000", |b| {
+    let entries: usize = input.iter().map(|p| p.entries.len()).sum();
+    g.throughput(criterion::Throughput::Elements(entries as u64));
+    g.bench_function(format!("{providers}_providers_{entries}_entries"), |b| {
         b.iter_batched(
             || input.clone(),
             |input| black_box(RouteIndex::build(input, Utc::now()).entry_count()),

@@ -596,9 +596,7 @@ struct FastHash(u64);
 
 impl FastHash {
     fn new() -> FastHash {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u8(0);
-        FastHash(h.finish())
+        FastHash(std::collections::hash_map::RandomState::new().hash_one(0u8))
     }
 }
 
@@ -680,13 +678,12 @@ struct Slot {
 impl PrefixTable {
     fn with_capacity(n: usize) -> PrefixTable {
         let size = (n * 2).next_power_of_two().max(16);
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        n.hash(&mut h);
+        let seed = std::collections::hash_map::RandomState::new().hash_one(n);
         PrefixTable {
             slots: vec![Slot::default(); size],
             mask: size - 1,
             len: 0,
-            seed: h.finish() | 1,
+            seed: seed | 1,
         }
     }
 

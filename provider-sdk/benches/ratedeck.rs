@@ -11,7 +11,13 @@ use provider_sdk::ratedeck::RateDeck;
 fn parse_csv(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratedeck_parse_csv");
     g.sample_size(10);
-    for lines in [100_000usize, 1_000_000] {
+    // Small when only smoke-run by `cargo test --benches`.
+    let sizes: &[usize] = if std::env::args().any(|a| a == "--bench") {
+        &[100_000, 1_000_000]
+    } else {
+        &[1_000]
+    };
+    for &lines in sizes {
         let plan = PrefixPlan::generate(lines, 21);
         let deck = plan.provider_decks(1, lines, 22).pop().unwrap_or_default();
         let csv = deck_csv(&deck);

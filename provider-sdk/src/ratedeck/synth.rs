@@ -140,7 +140,7 @@ impl PrefixPlan {
         per_provider: usize,
         seed: u64,
     ) -> Vec<Vec<RateEntry>> {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_dec4);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x005e_ed0f_dec4);
         let n = self.prefixes.len();
         let per_provider = per_provider.min(n);
         let increments = [(60, 60), (1, 1), (30, 6), (60, 1), (6, 6)];
