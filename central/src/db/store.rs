@@ -642,6 +642,14 @@ pub fn rate_versions(
 /// stored lines.
 pub fn active_decks(conn: &mut DbConnection) -> Result<Vec<(Provider, Vec<RateRow>)>, StoreError> {
     conn.transaction(|conn| {
+        // One snapshot for both reads, so providers (and their rate
+        // versions) and rate lines agree: PostgreSQL's default READ
+        // COMMITTED would give each statement its own. A SQLite read
+        // transaction is a single snapshot already.
+        if let DbConnection::Postgres(c) = conn {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        }
         let active: Vec<Provider> = list_providers(conn)?
             .into_iter()
             .filter(|p| p.status == ProviderStatus::Active)
