@@ -128,9 +128,13 @@ async fn method_not_allowed() -> Problem {
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response()
-        }
+        // Storage work already handed to a blocking thread still finishes:
+        // say so, so a client checks before retrying an upload.
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request timed out; an upload may still have been applied (see its rates/versions)",
+        )
+        .into_response(),
     }
 }
 
