@@ -420,7 +420,8 @@ impl CertificateAuthority {
     }
 }
 
-/// Parses a PEM certificate to DER (re-exported for callers of this module).
+/// The DER of the first certificate in a PEM text (for storing issued
+/// certificates or comparing them).
 pub fn cert_pem_to_der(pem: &str) -> Result<Vec<u8>, CaError> {
     Ok(cert_der_from_pem(pem)?.to_vec())
 }

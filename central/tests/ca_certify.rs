@@ -420,3 +420,29 @@ fn load_refuses_mismatched_or_exposed_files() {
     let err = CertificateAuthority::load(dir.path().join("missing")).unwrap_err();
     assert!(matches!(err, CaError::Pki(PkiError::Io { .. })), "{err}");
 }
+
+#[test]
+fn nothing_verifies_under_an_expired_root() {
+    let now = Utc::now();
+    let ca = CertificateAuthority::create_with_validity(
+        "Old Root",
+        Validity::new(now - Duration::days(60), now - Duration::days(1)).unwrap(),
+    )
+    .unwrap();
+    let key = ParticipantKey::generate();
+    // A leaf that is itself still in its validity period.
+    let issued = ca
+        .certify_csr(
+            &key.csr_pem("Late").unwrap(),
+            Role::Provider(1),
+            Validity::days(1),
+        )
+        .unwrap();
+    let err = verify_certificate(&issued.cert_der, ca.root_cert_der(), now).unwrap_err();
+    assert!(
+        matches!(err, PkiError::InvalidRoot(ref m) if m.contains("expired")),
+        "{err}"
+    );
+    let root = RootCertificate::from_der(ca.root_cert_der()).unwrap();
+    assert!(root.not_after() < now);
+}

@@ -222,6 +222,15 @@ fn tampered_certificates_are_refused() {
     forged[at] = b'F';
     let err = verify_certificate(&forged, &root.der, Utc::now()).unwrap_err();
     assert!(matches!(err, PkiError::BadSignature), "{err}");
+    // Spoil the role: still reported as a forgery, not as a bad role.
+    let at = der
+        .windows(11)
+        .position(|w| w == b"provider:42")
+        .expect("OU bytes present");
+    let mut forged = der.clone();
+    forged[at + 10] = b'x';
+    let err = verify_certificate(&forged, &root.der, Utc::now()).unwrap_err();
+    assert!(matches!(err, PkiError::BadSignature), "{err}");
     // Flip a bit in the signature (the last bytes of the DER).
     let mut forged = der.clone();
     let last = forged.len() - 1;

@@ -150,6 +150,8 @@ pub struct RootCertificate {
     anchor: TrustAnchor<'static>,
     verifying_key: VerifyingKey,
     subject_raw: Vec<u8>,
+    /// webpki does not check a trust anchor's validity; this does.
+    not_after: DateTime<Utc>,
     subject_key_id: Option<Vec<u8>>,
     subject_cn: String,
 }
@@ -178,6 +180,8 @@ impl RootCertificate {
         check_ed25519_signature(&cert, &verifying_key)
             .map_err(|_| PkiError::InvalidRoot("self-signature does not verify".into()))?;
         let subject_raw = cert.tbs_certificate.subject.as_raw().to_vec();
+        let not_after = asn1_time(cert.validity().not_after)
+            .map_err(|e| PkiError::InvalidRoot(e.to_string()))?;
         let subject_key_id = subject_key_id(&cert);
         let subject_cn = common_name(&cert).unwrap_or_default();
         let der = CertificateDer::from(der.to_vec());
@@ -189,6 +193,7 @@ impl RootCertificate {
             anchor,
             verifying_key,
             subject_raw,
+            not_after,
             subject_key_id,
             subject_cn,
         })
@@ -208,6 +213,11 @@ impl RootCertificate {
 
     pub fn subject_cn(&self) -> &str {
         &self.subject_cn
+    }
+
+    /// When the root, and so every certificate under it, stops being valid.
+    pub fn not_after(&self) -> DateTime<Utc> {
+        self.not_after
     }
 
     /// Verifies a PEM certificate; see [`verify`](Self::verify).
@@ -238,6 +248,12 @@ impl RootCertificate {
         let not_before = asn1_time(cert.validity().not_before)?;
         let not_after = asn1_time(cert.validity().not_after)?;
         let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or(chrono::Duration::zero());
+        if now - skew > self.not_after {
+            return Err(PkiError::InvalidRoot(format!(
+                "root certificate expired at {}",
+                self.not_after
+            )));
+        }
         if now + skew < not_before {
             return Err(PkiError::NotYetValid { not_before });
         }
@@ -247,21 +263,11 @@ impl RootCertificate {
         // Within the skew: let webpki check at the nearest instant inside the window.
         let check_at = now.clamp(not_before, not_after);
 
-        let subject_cn = common_name(&cert)
-            .ok_or_else(|| PkiError::MalformedCertificate("subject has no common name".into()))?;
-        let role = role(&cert)?;
-        if !role.is_server() {
-            match cert.key_usage() {
-                Ok(Some(ku)) if !ku.value.digital_signature() => {
-                    return Err(PkiError::WrongUsage(
-                        "key usage lacks digitalSignature".into(),
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => return Err(PkiError::MalformedCertificate(e.to_string())),
-            }
-        }
-        let usage = if role.is_server() {
+        // The role decides which extended key usage to require; a missing or
+        // bad role is reported only after the signature has been checked, so
+        // a forgery is always reported as one.
+        let role = role(&cert);
+        let usage = if matches!(role, Ok(Role::Server)) {
             webpki::KeyUsage::server_auth()
         } else {
             webpki::KeyUsage::client_auth()
@@ -284,6 +290,20 @@ impl RootCertificate {
             )
             .map_err(map_webpki_error)?;
 
+        let subject_cn = common_name(&cert)
+            .ok_or_else(|| PkiError::MalformedCertificate("subject has no common name".into()))?;
+        let role = role?;
+        if !role.is_server() {
+            match cert.key_usage() {
+                Ok(Some(ku)) if !ku.value.digital_signature() => {
+                    return Err(PkiError::WrongUsage(
+                        "key usage lacks digitalSignature".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(PkiError::MalformedCertificate(e.to_string())),
+            }
+        }
         let serial = Serial::from_bytes(cert.raw_serial())?;
         Ok(CertifiedKey {
             key_id: KeyId::of(&verifying_key),

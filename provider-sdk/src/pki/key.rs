@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::PkiError;
 
-/// OID 1.3.101.112 (id-Ed25519, RFC 8410), DER-encoded value bytes.
+/// id-Ed25519 (RFC 8410) in dotted form.
 const ED25519_OID: &str = "1.3.101.112";
 
 /// Longest common name accepted (the X.520 upper bound for CN).

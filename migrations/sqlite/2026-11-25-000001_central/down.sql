@@ -1,0 +1,4 @@
+DROP TABLE rate_entries;
+DROP TABLE rate_versions;
+DROP TABLE certificates;
+DROP TABLE providers;
