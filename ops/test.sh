@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: SIPp (real SIP peer) and the PostgreSQL server.
-NEEDED_PKGS=(sip-tester postgresql)
+# Debian packages the tests use: SIPp (real SIP peer), the PostgreSQL server, and
+# openssl + curl (a provider enrolling with keys and CSRs made by OpenSSL).
+NEEDED_PKGS=(sip-tester postgresql openssl curl)
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${NEEDED_PKGS[@]}"; do have_pkg "$p" || missing+=("$p"); done
