@@ -6,8 +6,8 @@ use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use provider_sdk::pki::{verify_certificate, ParticipantKey, RootCertificate, Serial};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyUsagePurpose, SerialNumber,
 };
 use std::hint::black_box;
 
@@ -16,7 +16,9 @@ fn fixture() -> (Vec<u8>, Vec<u8>) {
     let root_key = ParticipantKey::generate().rcgen_key_pair().unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "Bench Root");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Bench Root");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let root = params.self_signed(&root_key).unwrap();
@@ -25,8 +27,10 @@ fn fixture() -> (Vec<u8>, Vec<u8>) {
     let leaf_key = ParticipantKey::generate().rcgen_key_pair().unwrap();
     let mut leaf = CertificateParams::default();
     leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, "Bench Telecom");
-    leaf.distinguished_name.push(DnType::OrganizationalUnitName, "provider:42");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "Bench Telecom");
+    leaf.distinguished_name
+        .push(DnType::OrganizationalUnitName, "provider:42");
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
