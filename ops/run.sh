@@ -83,17 +83,7 @@ done
 show_routes() {
     local number=$1 extra=${2:-}
     printf '\n   %s%s\n' "$number" "${extra:+  ($extra)}"
-    curl -sSf --cacert "$D/ca.crt" -G --data-urlencode "number=$number" ${extra:+--data "$extra"} "$C/v1/routes" | python3 -c '
-import json, sys
-a = json.load(sys.stdin)
-if not a["routes"]:
-    print("     nobody will carry this call")
-for i, r in enumerate(a["routes"]):
-    mark = "<- cheapest" if i == 0 else ""
-    addr = ", ".join(s["address"] + "/" + s["transport"] for s in r["sip_addresses"])
-    print(f"     {r[\"provider\"]:<10} prefix {r[\"prefix\"]:<6} {r[\"rate_per_minute\"]:>8} {r[\"currency\"]}/min"
-          f"  connect {r[\"connect_fee\"]:<7} billed {r[\"first_increment\"]}/{r[\"next_increment\"]} s  via {addr}  {mark}")
-'
+    curl -sSf --cacert "$D/ca.crt" -G --data-urlencode "number=$number" ${extra:+--data "$extra"} "$C/v1/routes" | python3 ops/demo/show_routes.py
 }
 
 say "who will carry a call, at what price (each provider's own longest matching prefix, cheapest first)"
