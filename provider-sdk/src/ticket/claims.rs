@@ -101,9 +101,7 @@ impl Ticket {
             )));
         }
         if self.exp <= self.iat {
-            return Err(TicketError::InvalidClaims(
-                "exp must be after iat".into(),
-            ));
+            return Err(TicketError::InvalidClaims("exp must be after iat".into()));
         }
         self.rate.check()
     }

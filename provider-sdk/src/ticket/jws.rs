@@ -68,8 +68,13 @@ impl DecodedJws<'_> {
 }
 
 /// Signs `payload` under `header` and returns the compact serialisation.
-pub fn encode(header: &JwsHeader, payload: &[u8], key: &ParticipantKey) -> Result<String, TicketError> {
-    let header_json = serde_json::to_vec(header).map_err(|e| TicketError::Signing(e.to_string()))?;
+pub fn encode(
+    header: &JwsHeader,
+    payload: &[u8],
+    key: &ParticipantKey,
+) -> Result<String, TicketError> {
+    let header_json =
+        serde_json::to_vec(header).map_err(|e| TicketError::Signing(e.to_string()))?;
     let payload_b64 = URL_SAFE_NO_PAD.encode(payload);
     encode_with_payload_b64(&header_json, &payload_b64, key)
 }
@@ -99,7 +104,10 @@ pub(crate) fn encode_with_payload_b64(
 /// Splits and decodes a compact JWS, checking (in this order, before any
 /// key is looked up) the size cap, the three-part shape, base64url, the
 /// header JSON, `alg`, and `typ`/`ppt` against `expected_ppt`.
-pub fn decode<'a>(token: &'a str, expected_ppt: &'static str) -> Result<DecodedJws<'a>, TicketError> {
+pub fn decode<'a>(
+    token: &'a str,
+    expected_ppt: &'static str,
+) -> Result<DecodedJws<'a>, TicketError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TicketError::Oversized {
             len: token.len(),
@@ -111,22 +119,22 @@ pub fn decode<'a>(token: &'a str, expected_ppt: &'static str) -> Result<DecodedJ
         return Err(TicketError::Malformed("empty token"));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TicketError::Malformed(
             "a compact JWS has exactly three dot-separated parts",
         ));
     };
-    if h.is_empty() || p.is_empty() || s.is_empty() {
-        return Err(TicketError::Malformed("empty JWS part"));
+    if h.is_empty() {
+        return Err(TicketError::Malformed("empty JWS header"));
     }
     let header_json = b64(h, Part::Header)?;
-    let header: JwsHeader = serde_json::from_slice(&header_json).map_err(|e| {
-        TicketError::InvalidJson {
+    let header: JwsHeader =
+        serde_json::from_slice(&header_json).map_err(|e| TicketError::InvalidJson {
             part: Part::Header,
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     if header.alg != ALG {
         return Err(TicketError::UnsupportedAlgorithm(
             header.alg.chars().take(40).collect(),
@@ -138,6 +146,10 @@ pub fn decode<'a>(token: &'a str, expected_ppt: &'static str) -> Result<DecodedJ
             ppt: header.ppt.chars().take(40).collect(),
             expected: expected_ppt,
         });
+    }
+    // After the alg check, so `alg: none` with its empty signature is named as such.
+    if p.is_empty() || s.is_empty() {
+        return Err(TicketError::Malformed("empty JWS payload or signature"));
     }
     let kid: KeyId = header
         .kid

@@ -97,7 +97,10 @@ mod tests {
         let cache = ReplayCache::new(4);
         let id = Uuid::new_v4();
         cache.check_and_insert(id, 100, 0).unwrap();
-        assert_eq!(cache.check_and_insert(id, 100, 100), Err(TicketError::Replayed(id)));
+        assert_eq!(
+            cache.check_and_insert(id, 100, 100),
+            Err(TicketError::Replayed(id))
+        );
         cache.check_and_insert(id, 200, 101).unwrap();
         assert_eq!(cache.len(), 1);
     }

@@ -19,7 +19,10 @@ impl TicketSigner {
     /// tokens point at `{central_url}/v1/certificates/{key_id}`.
     pub fn new(key: ParticipantKey, central_url: &str) -> TicketSigner {
         let kid = key.key_id();
-        let x5u = format!("{}/v1/certificates/{kid}", central_url.trim_end_matches('/'));
+        let x5u = format!(
+            "{}/v1/certificates/{kid}",
+            central_url.trim_end_matches('/')
+        );
         TicketSigner { key, kid, x5u }
     }
 
@@ -42,7 +45,9 @@ impl TicketSigner {
     /// Signs a usage receipt as the payer.
     pub fn sign_receipt(&self, receipt: &UsageReceipt) -> Result<String, TicketError> {
         if receipt.end < receipt.answer {
-            return Err(TicketError::Signing("receipt ends before it was answered".into()));
+            return Err(TicketError::Signing(
+                "receipt ends before it was answered".into(),
+            ));
         }
         self.sign(PPT_RECEIPT, receipt)
     }
@@ -60,7 +65,12 @@ impl TicketSigner {
     }
 
     fn sign<T: serde::Serialize>(&self, ppt: &str, claims: &T) -> Result<String, TicketError> {
-        let payload = serde_json::to_vec(claims).map_err(|e| TicketError::Signing(e.to_string()))?;
-        jws::encode(&JwsHeader::new(ppt, &self.kid, &self.x5u), &payload, &self.key)
+        let payload =
+            serde_json::to_vec(claims).map_err(|e| TicketError::Signing(e.to_string()))?;
+        jws::encode(
+            &JwsHeader::new(ppt, &self.kid, &self.x5u),
+            &payload,
+            &self.key,
+        )
     }
 }

@@ -148,7 +148,8 @@ impl<S: CertificateSource> TicketVerifier<S> {
         call: &CallExpectation<'_>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedTicket, TicketError> {
-        let (decoded, signer) = authenticate(token, PPT_TICKET, &self.root, &self.certificates, now)?;
+        let (decoded, signer) =
+            authenticate(token, PPT_TICKET, &self.root, &self.certificates, now)?;
         let ticket: Ticket = claims(&decoded)?;
         ticket.check()?;
         check_issuer(&signer, ticket.iss)?;
@@ -174,10 +175,14 @@ impl<S: CertificateSource> TicketVerifier<S> {
         }
         let now_s = now.timestamp();
         if now_s - self.skew > ticket.exp {
-            return Err(TicketError::Expired { exp: at(ticket.exp) });
+            return Err(TicketError::Expired {
+                exp: at(ticket.exp),
+            });
         }
         if ticket.iat > now_s + self.skew {
-            return Err(TicketError::IssuedInFuture { iat: at(ticket.iat) });
+            return Err(TicketError::IssuedInFuture {
+                iat: at(ticket.iat),
+            });
         }
         let lifetime = ticket.exp.saturating_sub(ticket.iat);
         if lifetime > MAX_TICKET_LIFETIME_SECS {
@@ -205,7 +210,8 @@ impl<S: CertificateSource> TicketVerifier<S> {
         ticket: &VerifiedTicket,
         now: DateTime<Utc>,
     ) -> Result<VerifiedReceipt, TicketError> {
-        let (decoded, payer) = authenticate(receipt, PPT_RECEIPT, &self.root, &self.certificates, now)?;
+        let (decoded, payer) =
+            authenticate(receipt, PPT_RECEIPT, &self.root, &self.certificates, now)?;
         let claims: UsageReceipt = claims(&decoded)?;
         if payer.key_id != ticket.signer.key_id {
             return Err(TicketError::ReceiptTicketMismatch(
@@ -231,8 +237,13 @@ impl<S: CertificateSource> TicketVerifier<S> {
         now: DateTime<Utc>,
     ) -> Result<VerifiedReceipt, TicketError> {
         let mut verified = self.verify_receipt(payer_receipt, ticket, now)?;
-        let (countersigned, provider) =
-            authenticate(provider_receipt, PPT_RECEIPT, &self.root, &self.certificates, now)?;
+        let (countersigned, provider) = authenticate(
+            provider_receipt,
+            PPT_RECEIPT,
+            &self.root,
+            &self.certificates,
+            now,
+        )?;
         let payer_payload = payer_receipt
             .trim_matches(|c| c == ' ' || c == '\t')
             .split('.')
@@ -258,10 +269,12 @@ pub fn authenticate<'a, S: CertificateSource + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<(DecodedJws<'a>, CertifiedKey), TicketError> {
     let decoded = jws::decode(token, ppt)?;
-    let status = certificates.certificate(&decoded.kid).map_err(|e| match e {
-        CertificateLookupError::Unknown => TicketError::UnknownKey(decoded.kid.clone()),
-        CertificateLookupError::Unavailable(why) => TicketError::CertificateUnavailable(why),
-    })?;
+    let status = certificates
+        .certificate(&decoded.kid)
+        .map_err(|e| match e {
+            CertificateLookupError::Unknown => TicketError::UnknownKey(decoded.kid.clone()),
+            CertificateLookupError::Unavailable(why) => TicketError::CertificateUnavailable(why),
+        })?;
     let certified = root.verify(&status.der, now).map_err(certificate_error)?;
     if certified.key_id != decoded.kid {
         return Err(TicketError::CertificateKeyMismatch {
@@ -319,10 +332,18 @@ fn check_rate(ticket: &Ticket, minimum: &MinimumTerms) -> Result<(), TicketError
         )))
     };
     if rate.per_minute < minimum.per_minute {
-        return below("rate per minute", rate.per_minute.to_string(), minimum.per_minute.to_string());
+        return below(
+            "rate per minute",
+            rate.per_minute.to_string(),
+            minimum.per_minute.to_string(),
+        );
     }
     if rate.connect_fee < minimum.connect_fee {
-        return below("connect fee", rate.connect_fee.to_string(), minimum.connect_fee.to_string());
+        return below(
+            "connect fee",
+            rate.connect_fee.to_string(),
+            minimum.connect_fee.to_string(),
+        );
     }
     // Longer increments bill more, so shorter ones than the provider's are less.
     if rate.first_increment < minimum.first_increment {
@@ -350,7 +371,9 @@ pub fn check_receipt(
     skew: i64,
 ) -> Result<(), TicketError> {
     if receipt.tid != ticket.jti {
-        return Err(TicketError::ReceiptTicketMismatch("names another ticket id".into()));
+        return Err(TicketError::ReceiptTicketMismatch(
+            "names another ticket id".into(),
+        ));
     }
     if receipt.iss != ticket.iss || receipt.aud != ticket.aud {
         return Err(TicketError::ReceiptTicketMismatch(
