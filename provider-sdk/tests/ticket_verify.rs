@@ -593,7 +593,8 @@ fn concurrent_replays_accept_exactly_one() {
 #[test]
 fn rate_below_the_providers_is_refused() {
     let w = World::new();
-    let cases: [(&str, fn(&mut RateTerms)); 4] = [
+    type Lower = fn(&mut RateTerms);
+    let cases: [(&str, Lower); 4] = [
         ("rate per minute", |r| r.per_minute = dec!(0.0124)),
         ("connect fee", |r| r.connect_fee = dec!(0)),
         ("first increment", |r| r.first_increment = 1),

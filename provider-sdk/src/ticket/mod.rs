@@ -58,12 +58,22 @@
 //! [`CertificateSource`] (central's client with its cache) and the provider's
 //! own id, then for every INVITE:
 //!
-//! ```ignore
-//! let call = CallExpectation { dest: &invite_dest, call_id: &invite_call_id, minimum: &my_terms };
+//! ```no_run
+//! # use provider_sdk::number::E164;
+//! # use provider_sdk::ticket::{CallExpectation, CertificateSource, MinimumTerms, TicketVerifier};
+//! # fn on_invite<S: CertificateSource>(
+//! #     verifier: &TicketVerifier<S>,
+//! #     header_value: &str,
+//! #     invite_dest: &E164,
+//! #     invite_call_id: &str,
+//! #     my_terms: &MinimumTerms,
+//! # ) {
+//! let call = CallExpectation { dest: invite_dest, call_id: invite_call_id, minimum: my_terms };
 //! match verifier.verify_ticket(header_value, &call, chrono::Utc::now()) {
 //!     Ok(verified) => { /* accept; keep `verified` for the receipt */ }
-//!     Err(reason) => { /* 403, with reason.code() and reason.to_string() */ }
+//!     Err(reason) => { /* 403 with reason.code() and reason.to_string() */ }
 //! }
+//! # }
 //! ```
 //!
 //! Every refusal is one [`TicketError`] variant. After hangup,
@@ -75,7 +85,7 @@
 //!
 //! - [`claims`]: [`Ticket`], [`RateTerms`] (with billable-seconds rounding), [`UsageReceipt`].
 //! - [`jws`]: compact JWS encode/decode with EdDSA, and batch signature verification.
-//! - [`sign`]: [`TicketSigner`].
+//! - [`sign`]: [`TicketSigner`], for payers and countersigning providers.
 //! - [`verify`]: [`TicketVerifier`], [`CertificateSource`], [`CallExpectation`], [`MinimumTerms`].
 //! - [`replay`]: [`ReplayCache`], bounded and time-windowed.
 
