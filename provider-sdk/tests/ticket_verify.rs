@@ -1020,3 +1020,61 @@ fn every_reason_has_a_distinct_code() {
     let codes: std::collections::HashSet<_> = reasons.iter().map(TicketError::code).collect();
     assert_eq!(codes.len(), reasons.len());
 }
+
+#[test]
+fn a_cached_certificate_is_still_checked_for_expiry_and_revocation() {
+    let mut w = World::new();
+    let der = issue(
+        &w.root,
+        &w.payer_key,
+        PAYER_NAME,
+        "provider:7",
+        w.now - Duration::hours(1),
+        w.now + Duration::days(1),
+    );
+    w.register(&w.payer_key.key_id(), der.clone(), false);
+    let root = RootCertificate::from_der(&w.root.der).unwrap();
+    let source = std::sync::Mutex::new(w.source.0.clone());
+    struct Shared<'a>(&'a std::sync::Mutex<HashMap<KeyId, CertificateStatus>>);
+    impl CertificateSource for Shared<'_> {
+        fn certificate(&self, kid: &KeyId) -> Result<CertificateStatus, CertificateLookupError> {
+            let map = self
+                .0
+                .lock()
+                .map_err(|_| CertificateLookupError::Unavailable("poisoned".into()))?;
+            map.get(kid).cloned().ok_or(CertificateLookupError::Unknown)
+        }
+    }
+    let verifier = TicketVerifier::new(root, Shared(&source), PROVIDER_ID);
+    let dest = dest();
+    let minimum = minimum();
+    let call = expect(&dest, &minimum);
+    let signer = w.signer();
+    verifier
+        .verify_ticket(&signer.sign_ticket(&w.ticket()).unwrap(), &call, w.now)
+        .unwrap();
+
+    // Two days later the certificate verified (and cached) above has expired.
+    let later = w.now + Duration::days(2);
+    let mut ticket = w.ticket();
+    ticket.iat = later.timestamp();
+    ticket.exp = ticket.iat + 60;
+    assert!(matches!(
+        verifier
+            .verify_ticket(&signer.sign_ticket(&ticket).unwrap(), &call, later)
+            .unwrap_err(),
+        TicketError::CertificateExpired { .. }
+    ));
+
+    // Central revokes it: the next ticket is refused at once.
+    source.lock().unwrap().insert(
+        w.payer_key.key_id(),
+        CertificateStatus { der, revoked: true },
+    );
+    assert_eq!(
+        verifier
+            .verify_ticket(&signer.sign_ticket(&w.ticket()).unwrap(), &call, w.now)
+            .unwrap_err(),
+        TicketError::CertificateRevoked
+    );
+}

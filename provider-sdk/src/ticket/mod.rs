@@ -89,6 +89,7 @@
 //! - [`verify`]: [`TicketVerifier`], [`CertificateSource`], [`CallExpectation`], [`MinimumTerms`].
 //! - [`replay`]: [`ReplayCache`], bounded and time-windowed.
 
+mod certcache;
 pub mod claims;
 mod error;
 pub mod jws;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::certcache::VerifiedCertificates;
 use super::claims::{Ticket, UsageReceipt};
 use super::error::{Part, TicketError};
 use super::jws::{self, DecodedJws};
@@ -108,6 +109,7 @@ pub struct TicketVerifier<S> {
     certificates: S,
     provider_id: u64,
     replay: Arc<ReplayCache>,
+    verified_certificates: VerifiedCertificates,
     skew: i64,
 }
 
@@ -120,6 +122,7 @@ impl<S: CertificateSource> TicketVerifier<S> {
             certificates,
             provider_id,
             replay: Arc::new(ReplayCache::new(DEFAULT_REPLAY_CAPACITY)),
+            verified_certificates: VerifiedCertificates::default(),
             skew: TICKET_CLOCK_SKEW_SECS,
         }
     }
@@ -148,8 +151,7 @@ impl<S: CertificateSource> TicketVerifier<S> {
         call: &CallExpectation<'_>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedTicket, TicketError> {
-        let (decoded, signer) =
-            authenticate(token, PPT_TICKET, &self.root, &self.certificates, now)?;
+        let (decoded, signer) = self.authenticate(token, PPT_TICKET, now)?;
         let ticket: Ticket = claims(&decoded)?;
         ticket.check()?;
         check_issuer(&signer, ticket.iss)?;
@@ -210,8 +212,7 @@ impl<S: CertificateSource> TicketVerifier<S> {
         ticket: &VerifiedTicket,
         now: DateTime<Utc>,
     ) -> Result<VerifiedReceipt, TicketError> {
-        let (decoded, payer) =
-            authenticate(receipt, PPT_RECEIPT, &self.root, &self.certificates, now)?;
+        let (decoded, payer) = self.authenticate(receipt, PPT_RECEIPT, now)?;
         let claims: UsageReceipt = claims(&decoded)?;
         if payer.key_id != ticket.signer.key_id {
             return Err(TicketError::ReceiptTicketMismatch(
@@ -237,13 +238,7 @@ impl<S: CertificateSource> TicketVerifier<S> {
         now: DateTime<Utc>,
     ) -> Result<VerifiedReceipt, TicketError> {
         let mut verified = self.verify_receipt(payer_receipt, ticket, now)?;
-        let (countersigned, provider) = authenticate(
-            provider_receipt,
-            PPT_RECEIPT,
-            &self.root,
-            &self.certificates,
-            now,
-        )?;
+        let (countersigned, provider) = self.authenticate(provider_receipt, PPT_RECEIPT, now)?;
         let payer_payload = payer_receipt
             .trim_matches(|c| c == ' ' || c == '\t')
             .split('.')
@@ -257,39 +252,44 @@ impl<S: CertificateSource> TicketVerifier<S> {
         verified.provider = Some(provider);
         Ok(verified)
     }
-}
 
-/// Decodes a token, finds and checks its signer's certificate, and checks
-/// the signature. The claims are parsed only after this succeeds.
-pub fn authenticate<'a, S: CertificateSource + ?Sized>(
-    token: &'a str,
-    ppt: &'static str,
-    root: &RootCertificate,
-    certificates: &S,
-    now: DateTime<Utc>,
-) -> Result<(DecodedJws<'a>, CertifiedKey), TicketError> {
-    let decoded = jws::decode(token, ppt)?;
-    let status = certificates
-        .certificate(&decoded.kid)
-        .map_err(|e| match e {
-            CertificateLookupError::Unknown => TicketError::UnknownKey(decoded.kid.clone()),
-            CertificateLookupError::Unavailable(why) => TicketError::CertificateUnavailable(why),
-        })?;
-    let certified = root.verify(&status.der, now).map_err(certificate_error)?;
-    if certified.key_id != decoded.kid {
-        return Err(TicketError::CertificateKeyMismatch {
-            kid: decoded.kid.clone(),
-            certified: certified.key_id.clone(),
-        });
+    /// Decodes a token, finds and checks its signer's certificate, and checks
+    /// the signature. The claims are parsed only after this succeeds.
+    fn authenticate<'a>(
+        &self,
+        token: &'a str,
+        ppt: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<(DecodedJws<'a>, CertifiedKey), TicketError> {
+        let decoded = jws::decode(token, ppt)?;
+        let status = self
+            .certificates
+            .certificate(&decoded.kid)
+            .map_err(|e| match e {
+                CertificateLookupError::Unknown => TicketError::UnknownKey(decoded.kid.clone()),
+                CertificateLookupError::Unavailable(why) => {
+                    TicketError::CertificateUnavailable(why)
+                }
+            })?;
+        let certified = self
+            .verified_certificates
+            .verify(&self.root, &decoded.kid, &status.der, now)
+            .map_err(certificate_error)?;
+        if certified.key_id != decoded.kid {
+            return Err(TicketError::CertificateKeyMismatch {
+                kid: decoded.kid.clone(),
+                certified: certified.key_id.clone(),
+            });
+        }
+        if status.revoked {
+            return Err(TicketError::CertificateRevoked);
+        }
+        if !matches!(certified.role, Role::Provider(_)) {
+            return Err(TicketError::WrongSignerRole(certified.role));
+        }
+        decoded.verify_signature(&certified.verifying_key)?;
+        Ok((decoded, certified))
     }
-    if status.revoked {
-        return Err(TicketError::CertificateRevoked);
-    }
-    if !matches!(certified.role, Role::Provider(_)) {
-        return Err(TicketError::WrongSignerRole(certified.role));
-    }
-    decoded.verify_signature(&certified.verifying_key)?;
-    Ok((decoded, certified))
 }
 
 fn certificate_error(e: PkiError) -> TicketError {
