@@ -807,6 +807,44 @@ fn alg_other_than_eddsa_is_refused() {
 }
 
 #[test]
+fn bare_alg_none_header_is_refused_for_its_algorithm() {
+    let w = World::new();
+    let token = w.signer().sign_ticket(&w.ticket()).unwrap();
+    let p = parts(&token);
+    for header in [r#"{"alg":"none"}"#, r#"{"alg":"none","typ":"JWT"}"#] {
+        let forged = format!("{}.{}.", URL_SAFE_NO_PAD.encode(header), p[1]);
+        assert_eq!(
+            w.verify(&forged).unwrap_err(),
+            TicketError::UnsupportedAlgorithm("none".into())
+        );
+    }
+    let no_alg = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"typ":"passport"}"#),
+        p[1],
+        p[2]
+    );
+    assert!(matches!(
+        w.verify(&no_alg).unwrap_err(),
+        TicketError::InvalidJson {
+            part: Part::Header,
+            ..
+        }
+    ));
+    let no_kid = serde_json::json!({"alg": "EdDSA", "typ": "passport", "ppt": "lcr"});
+    let forged = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(no_kid.to_string()),
+        p[1],
+        p[2]
+    );
+    assert!(matches!(
+        w.verify(&forged).unwrap_err(),
+        TicketError::Malformed(_)
+    ));
+}
+
+#[test]
 fn receipt_is_not_accepted_as_ticket() {
     let w = World::new();
     let receipt = w

@@ -19,15 +19,21 @@ pub const ALG: &str = "EdDSA";
 /// The `typ` of every token (PASSporT, RFC 8225).
 pub const TYP: &str = "passport";
 
-/// The protected header of a token.
+/// The protected header of a token. Only `alg` is required when reading,
+/// so a header such as `{"alg":"none"}` is refused for its algorithm; the
+/// other fields are checked right after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwsHeader {
     pub alg: String,
+    #[serde(default)]
     pub typ: String,
+    #[serde(default)]
     pub ppt: String,
     /// Key id of the signer ([`KeyId`] as 32 hex digits).
+    #[serde(default)]
     pub kid: String,
     /// Where the signer's certificate can be fetched.
+    #[serde(default)]
     pub x5u: String,
 }
 
