@@ -33,7 +33,10 @@ struct MapSource(HashMap<KeyId, CertificateStatus>);
 
 impl CertificateSource for MapSource {
     fn certificate(&self, kid: &KeyId) -> Result<CertificateStatus, CertificateLookupError> {
-        self.0.get(kid).cloned().ok_or(CertificateLookupError::Unknown)
+        self.0
+            .get(kid)
+            .cloned()
+            .ok_or(CertificateLookupError::Unknown)
     }
 }
 
@@ -50,7 +53,9 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let root_key = ParticipantKey::generate().rcgen_key_pair().unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "Central Root");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Central Root");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
     let root_cert = params.self_signed(&root_key).unwrap();
@@ -58,15 +63,27 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let payer = ParticipantKey::generate();
     let mut leaf = CertificateParams::default();
     leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, "Home Telecom");
-    leaf.distinguished_name.push(DnType::OrganizationalUnitName, "provider:7");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "Home Telecom");
+    leaf.distinguished_name
+        .push(DnType::OrganizationalUnitName, "provider:7");
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.use_authority_key_identifier_extension = true;
-    let der = leaf.signed_by(&payer.rcgen_key_pair().unwrap(), &issuer).unwrap().der().to_vec();
+    let der = leaf
+        .signed_by(&payer.rcgen_key_pair().unwrap(), &issuer)
+        .unwrap()
+        .der()
+        .to_vec();
     let mut map = HashMap::new();
-    map.insert(payer.key_id(), CertificateStatus { der, revoked: false });
+    map.insert(
+        payer.key_id(),
+        CertificateStatus {
+            der,
+            revoked: false,
+        },
+    );
     let root = RootCertificate::from_der(root_cert.der()).unwrap();
     let verifier = TicketVerifier::new(root, MapSource(map), 42);
     let now = Utc::now();
@@ -92,31 +109,54 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         "https://127.0.0.1:8443",
     );
     let token = signer.sign_ticket(&ticket).unwrap();
-    let call = CallExpectation { dest: &dest, call_id: CALL_ID, minimum: &minimum };
+    let call = CallExpectation {
+        dest: &dest,
+        call_id: CALL_ID,
+        minimum: &minimum,
+    };
     let accepted = verifier.verify_ticket(&token, &call, now).unwrap();
-    World { payer, verifier, dest, minimum, now, accepted }
+    World {
+        payer,
+        verifier,
+        dest,
+        minimum,
+        now,
+        accepted,
+    }
 });
 
 fuzz_target!(|data: &[u8]| {
     let w = &*WORLD;
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let call = CallExpectation { dest: &w.dest, call_id: CALL_ID, minimum: &w.minimum };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let call = CallExpectation {
+        dest: &w.dest,
+        call_id: CALL_ID,
+        minimum: &w.minimum,
+    };
     let header = |ppt| JwsHeader::new(ppt, &w.payer.key_id(), "https://127.0.0.1:8443");
     match mode % 3 {
         0 => {
-            let Ok(token) = std::str::from_utf8(rest) else { return };
+            let Ok(token) = std::str::from_utf8(rest) else {
+                return;
+            };
             if let Ok(v) = w.verifier.verify_ticket(token, &call, w.now) {
                 check_accepted(&v.ticket, w);
             }
         }
         1 => {
-            let Ok(token) = jws::encode(&header(PPT_TICKET), rest, &w.payer) else { return };
+            let Ok(token) = jws::encode(&header(PPT_TICKET), rest, &w.payer) else {
+                return;
+            };
             if let Ok(v) = w.verifier.verify_ticket(&token, &call, w.now) {
                 check_accepted(&v.ticket, w);
             }
         }
         _ => {
-            let Ok(token) = jws::encode(&header(PPT_RECEIPT), rest, &w.payer) else { return };
+            let Ok(token) = jws::encode(&header(PPT_RECEIPT), rest, &w.payer) else {
+                return;
+            };
             let later = Utc.timestamp_opt(w.now.timestamp() + 3600, 0).unwrap();
             if let Ok(r) = w.verifier.verify_receipt(&token, &w.accepted, later) {
                 let r = r.receipt;
