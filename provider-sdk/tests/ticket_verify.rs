@@ -922,6 +922,34 @@ fn billable_seconds_follow_the_increments() {
 }
 
 #[test]
+fn extreme_times_are_refused_without_overflow() {
+    let w = World::new();
+    let mut ticket = w.ticket();
+    ticket.iat = i64::MIN;
+    ticket.exp = i64::MAX;
+    let token = w.signer().sign_ticket(&ticket).unwrap();
+    assert!(matches!(
+        w.verify(&token).unwrap_err(),
+        TicketError::LifetimeTooLong { .. }
+    ));
+
+    let (accepted, later) = accepted(&w);
+    let mut receipt = receipt_for(&accepted.ticket, 5, 100, 96);
+    receipt.end = i64::MAX;
+    receipt.iat = i64::MAX;
+    let signed = w.signer().sign_receipt(&receipt).unwrap();
+    assert!(matches!(
+        w.verifier()
+            .verify_receipt(&signed, &accepted, later)
+            .unwrap_err(),
+        TicketError::ReceiptTimesInconsistent(_)
+    ));
+    let mut zero = accepted.ticket.rate.clone();
+    zero.next_increment = 0;
+    assert_eq!(zero.billable_seconds(100), None);
+}
+
+#[test]
 fn receipt_with_wrong_billable_seconds_is_refused() {
     let w = World::new();
     let (ticket, later) = accepted(&w);

@@ -34,13 +34,17 @@ pub struct RateTerms {
 impl RateTerms {
     /// Billable seconds of a call that lasted `duration` seconds: nothing
     /// for 0 s, otherwise the first increment plus as many next increments
-    /// as needed to cover the rest.
+    /// as needed to cover the rest. `None` if an increment is 0 (such terms
+    /// never pass verification) or the result overflows.
     pub fn billable_seconds(&self, duration: u64) -> Option<u64> {
+        let first = u64::from(self.first_increment);
+        let next = u64::from(self.next_increment);
+        if first == 0 || next == 0 {
+            return None;
+        }
         if duration == 0 {
             return Some(0);
         }
-        let first = u64::from(self.first_increment);
-        let next = u64::from(self.next_increment);
         if duration <= first {
             return Some(first);
         }

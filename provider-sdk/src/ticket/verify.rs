@@ -176,12 +176,12 @@ impl<S: CertificateSource> TicketVerifier<S> {
             return Err(TicketError::CallIdMismatch);
         }
         let now_s = now.timestamp();
-        if now_s - self.skew > ticket.exp {
+        if now_s.saturating_sub(self.skew) > ticket.exp {
             return Err(TicketError::Expired {
                 exp: at(ticket.exp),
             });
         }
-        if ticket.iat > now_s + self.skew {
+        if ticket.iat > now_s.saturating_add(self.skew) {
             return Err(TicketError::IssuedInFuture {
                 iat: at(ticket.iat),
             });
@@ -381,20 +381,20 @@ pub fn check_receipt(
         ));
     }
     let inconsistent = |why: &str| Err(TicketError::ReceiptTimesInconsistent(why.into()));
-    if receipt.answer < ticket.iat - skew {
+    if receipt.answer < ticket.iat.saturating_sub(skew) {
         return inconsistent("answered before the ticket was issued");
     }
     if receipt.end < receipt.answer {
         return inconsistent("ends before it was answered");
     }
-    let duration = receipt.end - receipt.answer;
+    let duration = receipt.end.saturating_sub(receipt.answer);
     if duration > MAX_CALL_SECS {
         return inconsistent("call longer than a day");
     }
-    if receipt.iat < receipt.end - skew {
+    if receipt.iat < receipt.end.saturating_sub(skew) {
         return inconsistent("signed before the call ended");
     }
-    if receipt.iat > now + skew {
+    if receipt.iat > now.saturating_add(skew) {
         return inconsistent("signed in the future");
     }
     let expected = u64::try_from(duration)
