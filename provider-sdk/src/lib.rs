@@ -4,6 +4,8 @@
 //!   prices, and rate decks (what a provider charges per destination prefix).
 //! - [`pki`]: Ed25519 keys, certificate requests and verification against
 //!   central's pinned root, and rustls configurations for mutual TLS.
+//! - [`ticket`]: signed call tickets and usage receipts (compact JWS with
+//!   EdDSA), and their verification by the carrying provider.
 //! - [`sip`]: the SIP layer (validation, B2BUA building blocks, OPTIONS prober).
 //!   SIP library types stay inside this module.
 //! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
@@ -14,3 +16,4 @@ pub mod number;
 pub mod pki;
 pub mod ratedeck;
 pub mod sip;
+pub mod ticket;
