@@ -161,20 +161,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
     })
 }
 
-/// Writes an Ed25519 key as PKCS#8 v1 PEM (mode 0600, never overwriting).
-/// v1 (RFC 8410 without the optional public key) is what OpenSSL, and so
-/// curl, reads; rustls reads it too.
+/// Writes an Ed25519 key as PKCS#8 v1 PEM (mode 0600, never overwriting):
+/// the form OpenSSL, and so curl, reads.
 fn write_key_v1(path: &Path, key: &ParticipantKey) -> Result<()> {
-    use base64::Engine as _;
-    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
-    const PREFIX: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    let mut der = PREFIX.to_vec();
-    der.extend_from_slice(&key.signing_key().to_bytes());
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+    let pem = key
+        .to_pkcs8_pem()
+        .with_context(|| format!("encoding {}", path.display()))?;
     write_new(path, &pem, true)
 }
 

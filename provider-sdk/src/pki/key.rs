@@ -115,20 +115,29 @@ impl ParticipantKey {
         self.signing.sign(message)
     }
 
-    /// The key as PKCS#8 v2 DER (RFC 8410, with the public key). Secret.
+    /// The key as PKCS#8 v1 DER (RFC 8410 without the optional public key).
+    /// Secret. v1 because OpenSSL 3.0, and so curl, cannot read the v2 form
+    /// with the public key; rustls and ed25519-dalek read both.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, PkiError> {
         let doc = self
-            .signing
+            .keypair_bytes()
             .to_pkcs8_der()
             .map_err(|e| PkiError::MalformedKey(e.to_string()))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
-    /// The key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). Secret.
+    /// The key as PKCS#8 v1 PEM (`-----BEGIN PRIVATE KEY-----`). Secret.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, PkiError> {
-        self.signing
+        self.keypair_bytes()
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map_err(|e| PkiError::MalformedKey(e.to_string()))
+    }
+
+    fn keypair_bytes(&self) -> ed25519_dalek::pkcs8::KeypairBytes {
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
     }
 
     /// Parses a PKCS#8 PEM private key. Other PEM kinds (RSA, EC) and PKCS#8
