@@ -48,6 +48,7 @@
 //! runs on raw bytes before any parser: see the tests in
 //! `tests/conformance_rfc4475.rs`.
 
+pub mod anchor;
 pub mod b2bua;
 pub mod call;
 pub mod grammar;
