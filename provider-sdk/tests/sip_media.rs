@@ -109,7 +109,11 @@ async fn call_with_rtp_is_anchored_in_the_relay() {
     assert_eq!(r.ended_by, Some(Leg::Caller), "{r:?}");
     assert_eq!(r.hangup, Some(HangupCause::Bye), "{r:?}");
     let media = r.media.expect("an anchored call has a media report");
-    assert!(media.caller.packets > 0, "no RTP from the caller: {media:?}");
+    eprintln!("media report: {media:?}");
+    assert!(
+        media.caller.packets > 0,
+        "no RTP from the caller: {media:?}"
+    );
     assert!(
         media.caller.forwarded > 0,
         "caller RTP not forwarded: {media:?}"

@@ -18,9 +18,7 @@
 use std::sync::Arc;
 
 use super::b2bua::AnchorFactory;
-use super::call::{
-    Leg, LegMedia, MediaAnchor, MediaError, MediaReport, MediaTimeoutFuture,
-};
+use super::call::{Leg, LegMedia, MediaAnchor, MediaError, MediaReport, MediaTimeoutFuture};
 use crate::media::{self, CallMedia, MediaRelay};
 
 /// Media of one call anchored in the relay; dropping it frees the ports.
@@ -52,9 +50,7 @@ impl RelayAnchor {
 
     /// A factory for [`crate::sip::b2bua::B2buaConfig::media`]: one relay call per B2BUA call.
     pub fn factory(relay: MediaRelay) -> AnchorFactory {
-        Arc::new(move || {
-            RelayAnchor::new(&relay).map(|a| Box::new(a) as Box<dyn MediaAnchor>)
-        })
+        Arc::new(move || RelayAnchor::new(&relay).map(|a| Box::new(a) as Box<dyn MediaAnchor>))
     }
 
     /// The underlying relay call (ports, detailed statistics).

@@ -42,8 +42,7 @@ const CANCELLED_LEG_GRACE: Duration = Duration::from_secs(32);
 
 /// Makes a [`MediaAnchor`] per call; an error (e.g. no free relay ports)
 /// refuses the call with 503.
-pub type AnchorFactory =
-    Arc<dyn Fn() -> Result<Box<dyn MediaAnchor>, MediaError> + Send + Sync>;
+pub type AnchorFactory = Arc<dyn Fn() -> Result<Box<dyn MediaAnchor>, MediaError> + Send + Sync>;
 
 /// How the B2BUA runs.
 #[derive(Clone)]

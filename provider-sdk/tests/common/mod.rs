@@ -133,4 +133,3 @@ pub async fn record(b2bua: &B2bua) -> CallRecord {
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
-
