@@ -27,6 +27,10 @@ async fn anchored_b2bua(
     relay_config.media_timeout = media_timeout;
     relay_config.workers = 1;
     let relay = MediaRelay::new(relay_config).expect("start media relay");
+    b2bua_on_relay(targets, relay).await
+}
+
+async fn b2bua_on_relay(targets: Vec<SipTarget>, relay: MediaRelay) -> B2bua {
     let mut config = B2buaConfig::loopback(targets);
     config.attempt_timeout = Duration::from_secs(10);
     config.media = RelayAnchor::factory(relay);
@@ -151,4 +155,64 @@ async fn call_without_rtp_is_ended_by_media_timeout() {
     }
     let media = r.media.expect("an anchored call has a media report");
     assert_eq!(media.caller.packets + media.callee.packets, 0, "{media:?}");
+}
+
+/// True when every port of `range` can be bound on loopback (UDP), i.e. the
+/// relay holds none of them.
+fn ports_free(range: &RangeInclusive<u16>) -> bool {
+    range
+        .clone()
+        .all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok())
+}
+
+#[tokio::test]
+async fn cancel_during_ringing_releases_the_relay_ports() {
+    // Exactly one call's worth of ports: a pair for each leg.
+    let relay_ports = 41400..=41403;
+    let mut relay_config = RelayConfig::loopback(relay_ports.clone());
+    relay_config.workers = 1;
+    let relay = MediaRelay::new(relay_config).expect("start media relay");
+    assert_eq!(relay.port_pairs(), 2);
+
+    let callee_mp = free_port();
+    let callee_mp_s = callee_mp.to_string();
+    let callee = spawn_sipp_with(
+        "uas_ringing.xml",
+        None,
+        &["-mp", &callee_mp_s, "-trace_msg"],
+    );
+    settle().await;
+    let b = b2bua_on_relay(vec![callee.target()], relay.clone()).await;
+    let caller = spawn_sipp("uac_cancel.xml", Some(b.local_addr()));
+    caller.succeeded().await;
+    let callee_dir = callee.succeeded().await;
+    let callee_saw = sdp_audio_ports(callee_dir.path());
+    assert!(
+        callee_saw.iter().any(|p| relay_ports.contains(p)),
+        "the ringing callee was not offered relay ports: {callee_saw:?}"
+    );
+    let r = record(&b).await;
+    assert_eq!(r.final_status, Some(487), "{r:?}");
+    assert_eq!(r.hangup, None, "never answered: {r:?}");
+
+    // The relay lets go of the sockets on its forwarding thread: wait for
+    // that, bounded.
+    let mut released = false;
+    for _ in 0..100 {
+        if ports_free(&relay_ports) {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        released,
+        "relay ports {relay_ports:?} still bound after the cancelled call ended"
+    );
+    // And the relay can hand them out again: the full range for a new call.
+    let media = relay.allocate_call().expect("allocate after release");
+    let offer = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n";
+    media
+        .rewrite_offer(provider_sdk::media::Leg::A, offer)
+        .expect("both port pairs free again");
 }

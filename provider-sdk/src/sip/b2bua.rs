@@ -18,6 +18,13 @@
 //! retransmission timers of its own (it answers every INVITE with 100 at
 //! once, so callers stop retransmitting; loopback and LAN peers). Every
 //! attempt's [`Outcome`] is kept in [`CallRecord`]s.
+//!
+//! With [`super::anchor::RelayAnchor::factory`] as [`B2buaConfig::media`],
+//! the media of every call runs through the relay: once a call is answered,
+//! the anchor's media timeout is watched and, when it fires, both legs get a
+//! BYE and the record's `hangup` is [`HangupCause::MediaTimeout`]. The
+//! relay's ports are released when the call's record is written (BYE,
+//! media timeout, failure, or the cancelled leg's final answer).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
