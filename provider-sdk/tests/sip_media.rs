@@ -216,3 +216,18 @@ async fn cancel_during_ringing_releases_the_relay_ports() {
         .rewrite_offer(provider_sdk::media::Leg::A, offer)
         .expect("both port pairs free again");
 }
+
+#[tokio::test]
+async fn hold_longer_than_the_media_timeout_does_not_end_the_call() {
+    let relay_ports = 41600..=41799;
+    let callee = spawn_sipp("uas_hold_resume.xml", None);
+    settle().await;
+    // The caller stays on hold (no RTP) for 4 s, twice the media timeout.
+    let b = anchored_b2bua(vec![callee.target()], relay_ports, Duration::from_secs(2)).await;
+    let caller = spawn_sipp("uac_long_hold.xml", Some(b.local_addr()));
+    caller.succeeded().await;
+    callee.succeeded().await;
+    let r = record(&b).await;
+    assert_eq!(r.hangup, Some(HangupCause::Bye), "{r:?}");
+    assert_eq!(r.ended_by, Some(Leg::Caller), "{r:?}");
+}

@@ -1,8 +1,10 @@
 //! [`RelayAnchor`]: the [`MediaAnchor`] that anchors a call's RTP in the
 //! [`crate::media`] relay. Offers and answers from either leg (INVITE, 18x,
 //! 2xx, re-INVITE, UPDATE) are rewritten to point at the relay's ports, the
-//! relay's media timeout is offered to the bridge, and per-leg RTP
-//! statistics are summed into a [`MediaReport`] for the call record.
+//! relay's media timeout is offered to the bridge (not while the call is on
+//! hold: the last SDP said `sendonly`, `recvonly`, `inactive` or
+//! `c=... 0.0.0.0`), and per-leg RTP statistics are summed into a
+//! [`MediaReport`] for the call record.
 //!
 //! ```no_run
 //! use provider_sdk::media::{MediaRelay, RelayConfig};
@@ -25,6 +27,18 @@ use crate::media::{self, CallMedia, MediaRelay};
 #[derive(Debug)]
 pub struct RelayAnchor {
     media: CallMedia,
+    /// The last SDP exchanged put the call on hold (no RTP is expected).
+    on_hold: bool,
+}
+
+/// True when an SDP body asks for no (or one-way) media: RFC 3264 hold
+/// with a direction attribute, or the RFC 2543 style `c=` address 0.0.0.0.
+fn is_hold(sdp: &[u8]) -> bool {
+    sdp.split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        matches!(line, b"a=sendonly" | b"a=recvonly" | b"a=inactive")
+            || (line.starts_with(b"c=") && line.ends_with(b" 0.0.0.0"))
+    })
 }
 
 /// The caller is the relay's leg A, the callee its leg B.
@@ -44,7 +58,10 @@ impl RelayAnchor {
     pub fn new(relay: &MediaRelay) -> Result<RelayAnchor, MediaError> {
         relay
             .allocate_call()
-            .map(|media| RelayAnchor { media })
+            .map(|media| RelayAnchor {
+                media,
+                on_hold: false,
+            })
             .map_err(seam_error)
     }
 
@@ -75,18 +92,27 @@ impl RelayAnchor {
 
 impl MediaAnchor for RelayAnchor {
     fn offer(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
-        self.media
+        let out = self
+            .media
             .rewrite_offer(relay_leg(from), sdp)
-            .map_err(seam_error)
+            .map_err(seam_error)?;
+        self.on_hold = is_hold(sdp);
+        Ok(out)
     }
 
     fn answer(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
-        self.media
+        let out = self
+            .media
             .rewrite_answer(relay_leg(from), sdp)
-            .map_err(seam_error)
+            .map_err(seam_error)?;
+        self.on_hold = is_hold(sdp);
+        Ok(out)
     }
 
     fn media_timeout(&self) -> Option<MediaTimeoutFuture> {
+        if self.on_hold {
+            return None;
+        }
         let timeout = self.media.timeout();
         Some(Box::pin(async move { timeout.await.idle }))
     }
@@ -96,5 +122,24 @@ impl MediaAnchor for RelayAnchor {
             caller: self.leg_media(Leg::Caller),
             callee: self.leg_media(Leg::Callee),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_hold;
+
+    #[test]
+    fn hold_is_recognised() {
+        let sdp = |extra: &str| {
+            format!("v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n{extra}")
+        };
+        assert!(!is_hold(sdp("").as_bytes()));
+        assert!(!is_hold(sdp("a=sendrecv\r\n").as_bytes()));
+        assert!(is_hold(sdp("a=sendonly\r\n").as_bytes()));
+        assert!(is_hold(sdp("a=recvonly\n").as_bytes()));
+        assert!(is_hold(sdp("a=inactive").as_bytes()));
+        assert!(is_hold(b"v=0\r\nc=IN IP4 0.0.0.0\r\n"));
+        assert!(!is_hold(b"v=0\r\nc=IN IP4 10.0.0.0\r\n"));
     }
 }

@@ -195,6 +195,24 @@ struct Call {
     relays: HashMap<String, Relay>,
 }
 
+/// (Re)starts watching an answered call's media: the previous watch is
+/// dropped; none is started while the anchor reports the call on hold.
+fn arm_media_watch(
+    call: &mut Call,
+    caller_id: &str,
+    media_stopped: &mpsc::UnboundedSender<(String, Duration)>,
+) {
+    call.media_watch = call.media.media_timeout().map(|stopped| {
+        let tx = media_stopped.clone();
+        let id = caller_id.to_owned();
+        let task = tokio::spawn(async move {
+            let idle = stopped.await;
+            let _ = tx.send((id, idle));
+        });
+        AbortOnDrop(task.abort_handle())
+    });
+}
+
 /// Stops a background task when the owner goes away.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -934,6 +952,10 @@ impl Engine {
                 }
                 Err(e) => tracing::warn!(error = %e, "answer SDP refused by media"),
             }
+            // Hold or resume: the media timeout restarts (or pauses) from here.
+            if call.phase == Phase::Up {
+                arm_media_watch(call, caller_id, &self.media_stopped);
+            }
         }
         let tag = match relay.from {
             Leg::Caller => call.our_tag.clone(),
@@ -1030,15 +1052,7 @@ impl Engine {
                 .push((out.target.clone(), Outcome::Answered));
             call.record.final_status = Some(status);
             call.phase = Phase::Up;
-            if let Some(stopped) = call.media.media_timeout() {
-                let tx = self.media_stopped.clone();
-                let id = caller_id.to_owned();
-                let task = tokio::spawn(async move {
-                    let idle = stopped.await;
-                    let _ = tx.send((id, idle));
-                });
-                call.media_watch = Some(AbortOnDrop(task.abort_handle()));
-            }
+            arm_media_watch(call, caller_id, &self.media_stopped);
             let mut reply = Reply::new(status, "OK");
             if !resp.body().is_empty() {
                 if let Ok(b) = call.media.answer(Leg::Callee, resp.body()) {

@@ -9,14 +9,14 @@
 //!   frames messages on streams (TCP/TLS) by Content-Length.
 //! - [`grammar`]: checks single header values (URIs, name-addr, Via, CSeq,
 //!   Date, media types) against the RFC 3261 grammar.
-//! - [`validate`]: the verdict for a whole message: accept, reject with the
+//! - [`validate`](mod@validate): the verdict for a whole message: accept, reject with the
 //!   right status (400 with a Warning saying what, 505, 416, 420 with
 //!   Unsupported, 415 with Accept, 406, 405/501 with Allow, 483) or drop
 //!   (malformed responses). What the element supports is a [`Policy`].
 //! - [`message`]: the validated [`Request`]/[`Response`] views and [`Reply`],
 //!   which encodes an answer copying Via/From/To/Call-ID/CSeq.
 //! - [`listener`]: UDP and TCP sockets running every message through
-//!   [`validate`] before a [`listener::Handler`] sees it.
+//!   [`validate`](mod@validate) before a [`listener::Handler`] sees it.
 //! - [`prober`]: OPTIONS probing of provider targets: round-trip time EWMA and
 //!   deviation, timeouts, up/down state with hysteresis.
 //! - [`call`]: the call-level vocabulary ([`SipTarget`], [`Outcome`],
