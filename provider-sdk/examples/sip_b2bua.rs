@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use provider_sdk::media::{MediaRelay, RelayConfig};
 use provider_sdk::sip::anchor::RelayAnchor;
 use provider_sdk::sip::b2bua::{B2bua, B2buaConfig};
+use provider_sdk::sip::call::HangupCause;
 use provider_sdk::sip::SipTarget;
 
 fn usage() -> &'static str {
@@ -108,5 +109,11 @@ async fn main() -> Result<()> {
         *by_status.entry(key).or_default() += 1;
     }
     eprintln!("finished calls by final status: {by_status:?}");
+    let media_timeouts = b2bua
+        .records()
+        .iter()
+        .filter(|r| matches!(r.hangup, Some(HangupCause::MediaTimeout { .. })))
+        .count();
+    eprintln!("calls ended by media timeout: {media_timeouts}");
     Ok(())
 }
