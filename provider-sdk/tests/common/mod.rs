@@ -1,4 +1,4 @@
-//! Helpers shared by the SIPp tests: starting SIPp with a scenario from
+//! Shared by the SIPp tests: starting SIPp with a scenario from
 //! `ops/sipp/`, waiting for it within a bound, and a B2BUA on loopback.
 #![allow(dead_code)] // each test binary uses a subset
 
