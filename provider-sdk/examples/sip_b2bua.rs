@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! cargo run --release -p provider-sdk --example sip_b2bua -- \
-//!     --listen 127.0.0.1:5060 --target sip:callee@127.0.0.1:5070 [--target ...] [--attempt-timeout-ms 5000]
+//!     --listen 127.0.0.1:5060 --target sip:callee@127.0.0.1:5070 [--target ...] [--attempt-timeout-ms 5000] \
+//!     [--media-ports 30000-30999 [--media-timeout-s 30]]
 //! ```
+//! With `--media-ports` the calls' RTP is anchored in the media relay on
+//! loopback (ports from that range) and calls without RTP for
+//! `--media-timeout-s` are ended with BYE to both legs; without it SDP passes
+//! through unchanged.
 //! Runs until interrupted (Ctrl-C / SIGTERM via the shell) and prints the
 //! number of finished calls by final status on exit.
 
@@ -12,11 +17,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use provider_sdk::media::{MediaRelay, RelayConfig};
+use provider_sdk::sip::anchor::RelayAnchor;
 use provider_sdk::sip::b2bua::{B2bua, B2buaConfig};
+use provider_sdk::sip::call::HangupCause;
 use provider_sdk::sip::SipTarget;
 
 fn usage() -> &'static str {
-    "usage: sip_b2bua --listen ADDR:PORT --target SIP-URI [--target SIP-URI ...] [--attempt-timeout-ms N]"
+    "usage: sip_b2bua --listen ADDR:PORT --target SIP-URI [--target SIP-URI ...] [--attempt-timeout-ms N] [--media-ports FIRST-LAST [--media-timeout-s N]]"
 }
 
 #[tokio::main]
@@ -24,6 +32,8 @@ async fn main() -> Result<()> {
     let mut listen: Option<SocketAddr> = None;
     let mut targets = Vec::new();
     let mut attempt_timeout = Duration::from_secs(5);
+    let mut media_ports: Option<(u16, u16)> = None;
+    let mut media_timeout: Option<Duration> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -40,6 +50,23 @@ async fn main() -> Result<()> {
                         .context("--attempt-timeout-ms must be a number")?,
                 )
             }
+            "--media-ports" => {
+                let v = value()?;
+                let (a, b) = v
+                    .split_once('-')
+                    .with_context(|| format!("--media-ports must be FIRST-LAST, got {v}"))?;
+                media_ports = Some((
+                    a.parse().context("--media-ports: bad first port")?,
+                    b.parse().context("--media-ports: bad last port")?,
+                ));
+            }
+            "--media-timeout-s" => {
+                media_timeout = Some(Duration::from_secs(
+                    value()?
+                        .parse()
+                        .context("--media-timeout-s must be a number")?,
+                ))
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return Ok(());
@@ -54,6 +81,19 @@ async fn main() -> Result<()> {
     let mut config = B2buaConfig::loopback(targets);
     config.bind = listen;
     config.attempt_timeout = attempt_timeout;
+    match (media_ports, media_timeout) {
+        (Some((first, last)), timeout) => {
+            let mut relay_config = RelayConfig::loopback(first..=last);
+            if let Some(t) = timeout {
+                relay_config.media_timeout = t;
+            }
+            let relay = MediaRelay::new(relay_config).context("starting the media relay")?;
+            eprintln!("media anchored on ports {first}-{last}");
+            config.media = RelayAnchor::factory(relay);
+        }
+        (None, Some(_)) => bail!("--media-timeout-s needs --media-ports\n{}", usage()),
+        (None, None) => {}
+    }
     let b2bua = B2bua::bind(config)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -69,5 +109,11 @@ async fn main() -> Result<()> {
         *by_status.entry(key).or_default() += 1;
     }
     eprintln!("finished calls by final status: {by_status:?}");
+    let media_timeouts = b2bua
+        .records()
+        .iter()
+        .filter(|r| matches!(r.hangup, Some(HangupCause::MediaTimeout { .. })))
+        .count();
+    eprintln!("calls ended by media timeout: {media_timeouts}");
     Ok(())
 }

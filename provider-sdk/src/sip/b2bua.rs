@@ -18,6 +18,13 @@
 //! retransmission timers of its own (it answers every INVITE with 100 at
 //! once, so callers stop retransmitting; loopback and LAN peers). Every
 //! attempt's [`Outcome`] is kept in [`CallRecord`]s.
+//!
+//! With [`super::anchor::RelayAnchor::factory`] as [`B2buaConfig::media`],
+//! the media of every call runs through the relay: once a call is answered,
+//! the anchor's media timeout is watched and, when it fires, both legs get a
+//! BYE and the record's `hangup` is [`HangupCause::MediaTimeout`]. The
+//! relay's ports are released when the call's record is written (BYE,
+//! media timeout, failure, or the cancelled leg's final answer).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,9 +33,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::call::{FailoverPolicy, Leg, MediaAnchor, Outcome, PassThrough, SipTarget};
+use super::call::{
+    FailoverPolicy, HangupCause, Leg, MediaAnchor, MediaError, MediaReport, Outcome, PassThrough,
+    SipTarget,
+};
 use super::message::{Method, Reply, Request, Response};
 use super::validate::{validate, Echo, Policy, Verdict};
 use super::wire::MAX_MESSAGE_SIZE;
@@ -36,8 +47,9 @@ use super::wire::MAX_MESSAGE_SIZE;
 /// How long a cancelled outbound leg may take to answer (Timer B, 64 * T1).
 const CANCELLED_LEG_GRACE: Duration = Duration::from_secs(32);
 
-/// Makes a [`MediaAnchor`] per call.
-pub type AnchorFactory = Arc<dyn Fn() -> Box<dyn MediaAnchor> + Send + Sync>;
+/// Makes a [`MediaAnchor`] per call; an error (e.g. no free relay ports)
+/// refuses the call with 503.
+pub type AnchorFactory = Arc<dyn Fn() -> Result<Box<dyn MediaAnchor>, MediaError> + Send + Sync>;
 
 /// How the B2BUA runs.
 #[derive(Clone)]
@@ -59,7 +71,7 @@ impl B2buaConfig {
             targets,
             attempt_timeout: Duration::from_secs(5),
             failover: FailoverPolicy::default(),
-            media: Arc::new(|| Box::new(PassThrough)),
+            media: Arc::new(|| Ok(Box::new(PassThrough))),
         }
     }
 }
@@ -74,6 +86,10 @@ pub struct CallRecord {
     pub final_status: Option<u16>,
     /// Which leg hung up first, if the call was answered and ended by BYE.
     pub ended_by: Option<Leg>,
+    /// Why the answered call ended (`None` if it was never answered).
+    pub hangup: Option<HangupCause>,
+    /// Per-leg RTP statistics when the media was anchored.
+    pub media: Option<MediaReport>,
 }
 
 /// A running B2BUA.
@@ -89,7 +105,9 @@ impl B2bua {
         let local = socket.local_addr()?;
         let records = Arc::new(Mutex::new(Vec::new()));
         let cancel = CancellationToken::new();
+        let (media_stopped, media_stopped_rx) = mpsc::unbounded_channel();
         let engine = Engine {
+            media_stopped,
             socket,
             local,
             config,
@@ -98,7 +116,7 @@ impl B2bua {
             records: records.clone(),
             policy: Policy::default(),
         };
-        tokio::spawn(engine.run(cancel.clone()));
+        tokio::spawn(engine.run(cancel.clone(), media_stopped_rx));
         Ok(B2bua {
             local,
             records,
@@ -170,12 +188,43 @@ struct Call {
     next_target: usize,
     out: Option<Outbound>,
     media: Box<dyn MediaAnchor>,
+    /// Watches the answered call's media; dropped with the call.
+    media_watch: Option<AbortOnDrop>,
     record: CallRecord,
     /// Relayed in-dialog transactions by the branch (callee side) or CSeq (caller side).
     relays: HashMap<String, Relay>,
 }
 
+/// (Re)starts watching an answered call's media: the previous watch is
+/// dropped; none is started while the anchor reports the call on hold.
+fn arm_media_watch(
+    call: &mut Call,
+    caller_id: &str,
+    media_stopped: &mpsc::UnboundedSender<(String, Duration)>,
+) {
+    call.media_watch = call.media.media_timeout().map(|stopped| {
+        let tx = media_stopped.clone();
+        let id = caller_id.to_owned();
+        let task = tokio::spawn(async move {
+            let idle = stopped.await;
+            let _ = tx.send((id, idle));
+        });
+        AbortOnDrop(task.abort_handle())
+    });
+}
+
+/// Stops a background task when the owner goes away.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct Engine {
+    /// Caller-side Call-IDs of calls whose media stopped, with the idle time.
+    media_stopped: mpsc::UnboundedSender<(String, Duration)>,
     socket: UdpSocket,
     local: SocketAddr,
     config: B2buaConfig,
@@ -228,12 +277,17 @@ fn branch_of(via: &[u8]) -> Option<String> {
 }
 
 impl Engine {
-    async fn run(mut self, cancel: CancellationToken) {
+    async fn run(
+        mut self,
+        cancel: CancellationToken,
+        mut media_stopped: mpsc::UnboundedReceiver<(String, Duration)>,
+    ) {
         let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
+                Some((call_id, idle)) = media_stopped.recv() => self.on_media_timeout(&call_id, idle).await,
                 _ = tick.tick() => self.expire_attempts().await,
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((len, peer)) = r else { continue };
@@ -306,7 +360,16 @@ impl Engine {
         let echo = req.echo();
         self.send(&Reply::new(100, "Trying").encode(&echo, ""), peer)
             .await;
-        let mut media = (self.config.media)();
+        let mut media = match (self.config.media)() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "no media for a new call");
+                let reply = Reply::new(503, "Service Unavailable")
+                    .header("Warning", format!("399 b2bua \"{e}\""));
+                self.reply(req, peer, reply, &random_hex()).await;
+                return;
+            }
+        };
         let offer = if req.body().is_empty() {
             Vec::new()
         } else {
@@ -337,11 +400,14 @@ impl Engine {
             next_target: 0,
             out: None,
             media,
+            media_watch: None,
             record: CallRecord {
                 call_id: call_id.clone(),
                 attempts: Vec::new(),
                 final_status: None,
                 ended_by: None,
+                hangup: None,
+                media: None,
             },
             relays: HashMap::new(),
         };
@@ -526,7 +592,7 @@ impl Engine {
         }
         let bytes = Self::caller_reply(&call, reply, self.local);
         self.send(&bytes, call.caller_addr).await;
-        self.records.lock().push(call.record);
+        self.close(call);
     }
 
     async fn expire_attempts(&mut self) {
@@ -546,7 +612,7 @@ impl Engine {
                 if let Some(out) = call.out.take() {
                     self.by_callee.remove(&out.call_id);
                 }
-                self.records.lock().push(call.record);
+                self.close(call);
             }
         }
         let expired: Vec<String> = self
@@ -670,6 +736,7 @@ impl Engine {
         };
         self.reply(req, peer, Reply::new(200, "OK"), &tag).await;
         call.record.ended_by = Some(from);
+        call.record.hangup = Some(HangupCause::Bye);
         match (from, call.out.take()) {
             (Leg::Caller, Some(mut out)) => {
                 out.cseq += 1;
@@ -699,10 +766,46 @@ impl Engine {
             }
             (Leg::Caller, None) => {}
         }
-        self.records.lock().push(call.record);
+        self.close(call);
     }
 
     /// re-INVITE, UPDATE, INFO: sent on to the other leg; its answer comes back.
+    /// Takes the final media statistics and keeps the record; the call's
+    /// relay ports are released when `call` is dropped here.
+    fn close(&self, mut call: Call) {
+        call.media_watch = None;
+        call.record.media = call.media.report();
+        self.records.lock().push(call.record);
+    }
+
+    /// No RTP for the media timeout on an answered call: BYE to both legs.
+    async fn on_media_timeout(&mut self, call_id: &str, idle: Duration) {
+        if self.calls.get(call_id).map(|c| c.phase) != Some(Phase::Up) {
+            return;
+        }
+        let Some(mut call) = self.calls.remove(call_id) else {
+            return;
+        };
+        tracing::info!(call_id, ?idle, "media timeout: ending the call");
+        call.record.hangup = Some(HangupCause::MediaTimeout { idle });
+        if let Some(mut out) = call.out.take() {
+            out.cseq += 1;
+            let bye = bye_for(self.local, &out);
+            self.send(&bye, out.addr).await;
+            self.by_callee.remove(&out.call_id);
+        }
+        call.our_cseq += 1;
+        let bye = self.caller_request(
+            &call,
+            "BYE",
+            call.our_cseq,
+            &format!("z9hG4bK{}", random_hex()),
+            None,
+        );
+        self.send(&bye, call.caller_addr).await;
+        self.close(call);
+    }
+
     async fn relay_in_dialog(&mut self, req: &Request<'_>, peer: SocketAddr) {
         let call_id = req.call_id().to_owned();
         let (caller_id, from) = if self.calls.contains_key(&call_id) {
@@ -849,6 +952,10 @@ impl Engine {
                 }
                 Err(e) => tracing::warn!(error = %e, "answer SDP refused by media"),
             }
+            // Hold or resume: the media timeout restarts (or pauses) from here.
+            if call.phase == Phase::Up {
+                arm_media_watch(call, caller_id, &self.media_stopped);
+            }
         }
         let tag = match relay.from {
             Leg::Caller => call.our_tag.clone(),
@@ -935,7 +1042,7 @@ impl Engine {
                 if let Some(out) = call.out.take() {
                     self.by_callee.remove(&out.call_id);
                 }
-                self.records.lock().push(call.record);
+                self.close(call);
             }
             return;
         }
@@ -945,6 +1052,7 @@ impl Engine {
                 .push((out.target.clone(), Outcome::Answered));
             call.record.final_status = Some(status);
             call.phase = Phase::Up;
+            arm_media_watch(call, caller_id, &self.media_stopped);
             let mut reply = Reply::new(status, "OK");
             if !resp.body().is_empty() {
                 if let Ok(b) = call.media.answer(Leg::Callee, resp.body()) {

@@ -4,7 +4,9 @@
 //! the media relay rewrites SDP ([`MediaAnchor`]).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -200,11 +202,54 @@ pub enum Leg {
 #[error("media: {0}")]
 pub struct MediaError(pub String);
 
+/// Why an answered call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupCause {
+    /// A leg sent BYE (which one is in the record's `ended_by`).
+    Bye,
+    /// No RTP flowed on either leg for the media timeout; both legs got BYE.
+    MediaTimeout { idle: Duration },
+}
+
+/// What one leg's endpoint sent, summed over its media streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegMedia {
+    /// RTP packets received from this leg.
+    pub packets: u64,
+    /// RTP payload bytes received from this leg (UDP payload).
+    pub bytes: u64,
+    /// Packets lost according to the sequence numbers (negative: duplicates).
+    pub lost: i64,
+    /// Largest interarrival jitter over the streams (RFC 3550).
+    pub jitter: Duration,
+    /// Packets passed on to the other leg.
+    pub forwarded: u64,
+}
+
+/// Per-leg media statistics of a call, taken when it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaReport {
+    pub caller: LegMedia,
+    pub callee: LegMedia,
+}
+
+/// Resolves with the idle time once a call's media has stopped.
+pub type MediaTimeoutFuture = Pin<Box<dyn Future<Output = Duration> + Send + 'static>>;
+
 /// Where a bridge hands SDP offers and answers so media can be anchored.
 /// `from` is the leg the body came from; the result goes to the other leg.
 pub trait MediaAnchor: Send + Sync {
     fn offer(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaError>;
     fn answer(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaError>;
+    /// A future that resolves when media stops, counted from now; `None`
+    /// when this anchor does not watch media (the bridge then never times out).
+    fn media_timeout(&self) -> Option<MediaTimeoutFuture> {
+        None
+    }
+    /// Per-leg statistics so far; `None` when media is not anchored.
+    fn report(&self) -> Option<MediaReport> {
+        None
+    }
 }
 
 /// Media flows end to end: SDP is passed on unchanged.

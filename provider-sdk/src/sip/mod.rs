@@ -9,25 +9,34 @@
 //!   frames messages on streams (TCP/TLS) by Content-Length.
 //! - [`grammar`]: checks single header values (URIs, name-addr, Via, CSeq,
 //!   Date, media types) against the RFC 3261 grammar.
-//! - [`validate`]: the verdict for a whole message: accept, reject with the
+//! - [`validate`](mod@validate): the verdict for a whole message: accept, reject with the
 //!   right status (400 with a Warning saying what, 505, 416, 420 with
 //!   Unsupported, 415 with Accept, 406, 405/501 with Allow, 483) or drop
 //!   (malformed responses). What the element supports is a [`Policy`].
 //! - [`message`]: the validated [`Request`]/[`Response`] views and [`Reply`],
 //!   which encodes an answer copying Via/From/To/Call-ID/CSeq.
 //! - [`listener`]: UDP and TCP sockets running every message through
-//!   [`validate`] before a [`listener::Handler`] sees it.
+//!   [`validate`](mod@validate) before a [`listener::Handler`] sees it.
 //! - [`prober`]: OPTIONS probing of provider targets: round-trip time EWMA and
 //!   deviation, timeouts, up/down state with hysteresis.
-//! - [`call`]: the call-level vocabulary ([`SipTarget`], [`Outcome`]), the
-//!   failover policy that decides whether a final answer ends the search, and
-//!   [`call::MediaAnchor`], the seam through which the media relay rewrites SDP
-//!   ([`call::PassThrough`] until the relay is plugged in).
+//! - [`call`]: the call-level vocabulary ([`SipTarget`], [`Outcome`],
+//!   [`call::HangupCause`], [`call::MediaReport`]), the failover policy that
+//!   decides whether a final answer ends the search, and
+//!   [`call::MediaAnchor`], the seam through which media is anchored
+//!   ([`call::PassThrough`] leaves SDP unchanged).
+//! - [`anchor`]: [`anchor::RelayAnchor`], the [`call::MediaAnchor`] backed by
+//!   the [`crate::media`] relay: SDP offers and answers of both legs (INVITE,
+//!   18x early media, 2xx, re-INVITE, UPDATE) point at the relay, a media
+//!   timeout ends the call with BYE to both legs, and per-leg RTP statistics
+//!   land in the call record. Plug it in with
+//!   `config.media = RelayAnchor::factory(relay)`.
 //! - [`b2bua`]: a back-to-back user agent over UDP built from the above:
 //!   100 at once, serial failover with a per-attempt deadline, 18x and early
 //!   media relayed, CANCEL mapped, BYE both ways, re-INVITE/UPDATE/INFO
-//!   relayed, a [`b2bua::CallRecord`] per call. It is the harness the SIPp
-//!   tests (`tests/sip_b2bua.rs`, scenarios in `ops/sipp/`) run against.
+//!   relayed, a [`b2bua::CallRecord`] per call (attempts, final status, who
+//!   hung up and why, media statistics). It is the harness the SIPp tests
+//!   (`tests/sip_b2bua.rs`, `tests/sip_media.rs` with the relay; scenarios in
+//!   `ops/sipp/`) run against.
 //!
 //! # Building a gateway on it
 //!
@@ -41,13 +50,15 @@
 //! per-target latency statistics from background and on-demand OPTIONS.
 //! [`b2bua::B2bua`] shows the whole flow; a forwarder replaces its fixed
 //! target list with the providers it selected for the call, and its
-//! [`b2bua::B2buaConfig::media`] factory with one that allocates relay ports.
+//! [`b2bua::B2buaConfig::media`] factory with [`anchor::RelayAnchor::factory`]
+//! (as `examples/sip_b2bua.rs --media-ports` does).
 //!
 //! rsipstack's parser is more lenient than RFC 3261 and RFC 4475 require (it
 //! accepts several of the torture test's invalid messages), so validation
 //! runs on raw bytes before any parser: see the tests in
 //! `tests/conformance_rfc4475.rs`.
 
+pub mod anchor;
 pub mod b2bua;
 pub mod call;
 pub mod grammar;
