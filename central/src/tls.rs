@@ -3,7 +3,7 @@
 //! callers that change data; anonymous TLS for route queries).
 //!
 //! The ring crypto provider is the process default ([`install_crypto_provider`]
-//! is called first thing by the binary and by [`crate::server::start`]).
+//! is called first thing by the binary and by [`crate::app::start`]).
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};

@@ -1,7 +1,7 @@
 //! Splitting raw bytes into a start line, header fields and a body.
 //!
 //! This is deliberately byte-oriented and lenient about nothing but line
-//! endings: it never interprets header values (that is [`super::validate`]'s
+//! endings: it never interprets header values (that is [`validate`](mod@super::validate)'s
 //! job), it only finds where things are. Folded header values (continuation
 //! lines starting with SP or HTAB) are unfolded into one value with every run
 //! of linear white space collapsed to a single SP.
