@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,7 @@ use provider_sdk::media::{MediaRelay, RelayConfig};
 use provider_sdk::sip::anchor::RelayAnchor;
 use provider_sdk::sip::b2bua::{B2bua, B2buaConfig};
 use provider_sdk::sip::call::HangupCause;
+use provider_sdk::sip::control::FixedTargets;
 use provider_sdk::sip::SipTarget;
 
 fn usage() -> &'static str {
@@ -78,9 +80,11 @@ async fn main() -> Result<()> {
     if targets.is_empty() {
         bail!("at least one --target is required\n{}", usage());
     }
-    let mut config = B2buaConfig::loopback(targets);
+    let mut config = B2buaConfig::with_control(Arc::new(FixedTargets {
+        targets,
+        attempt_timeout,
+    }));
     config.bind = listen;
-    config.attempt_timeout = attempt_timeout;
     match (media_ports, media_timeout) {
         (Some((first, last)), timeout) => {
             let mut relay_config = RelayConfig::loopback(first..=last);

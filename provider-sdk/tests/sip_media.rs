@@ -14,6 +14,7 @@ use provider_sdk::media::{MediaRelay, RelayConfig};
 use provider_sdk::sip::anchor::RelayAnchor;
 use provider_sdk::sip::b2bua::{B2bua, B2buaConfig};
 use provider_sdk::sip::call::{HangupCause, Leg};
+use provider_sdk::sip::control::FixedTargets;
 use provider_sdk::sip::SipTarget;
 
 const PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
@@ -31,8 +32,10 @@ async fn anchored_b2bua(
 }
 
 async fn b2bua_on_relay(targets: Vec<SipTarget>, relay: MediaRelay) -> B2bua {
-    let mut config = B2buaConfig::loopback(targets);
-    config.attempt_timeout = Duration::from_secs(10);
+    let mut config = B2buaConfig::with_control(std::sync::Arc::new(FixedTargets {
+        targets,
+        attempt_timeout: Duration::from_secs(10),
+    }));
     config.media = RelayAnchor::factory(relay);
     B2bua::bind(config).await.expect("bind b2bua")
 }

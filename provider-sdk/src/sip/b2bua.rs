@@ -1,8 +1,9 @@
 //! A back-to-back user agent over UDP built from the pieces of this module:
-//! every message passes [`validate`] first, outbound attempts are tried in
-//! order with a per-attempt deadline and the [`FailoverPolicy`], SDP goes
-//! through a [`MediaAnchor`], and in-dialog requests (BYE, re-INVITE, UPDATE,
-//! INFO) are relayed between the legs.
+//! every message passes [`validate`] first, a [`CallControl`] decides where
+//! each call goes, outbound attempts are tried in order with their
+//! deadlines and the [`FailoverPolicy`], SDP goes through a [`MediaAnchor`],
+//! and in-dialog requests (BYE, re-INVITE, UPDATE, INFO) are relayed
+//! between the legs.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -17,19 +18,35 @@
 //! Scope: UDP only, no route sets (Record-Route is not honoured), and no
 //! retransmission timers of its own (it answers every INVITE with 100 at
 //! once, so callers stop retransmitting; loopback and LAN peers). Every
-//! attempt's [`Outcome`] is kept in [`CallRecord`]s.
+//! attempt's [`Outcome`] is kept in the [`CallRecord`], which goes to
+//! [`CallControl::ended`] and to a bounded list of recent records.
+//!
+//! Timers per attempt ([`PlannedAttempt`]): no provisional answer within
+//! `setup_timeout` means the target is not answering (next attempt); no
+//! final answer within `answer_timeout` means CANCEL, and if the target was
+//! ringing the callee did not pick up, so the rest of the attempt's group is
+//! skipped. A stop code of the [`FailoverPolicy`] (the callee's own answer)
+//! also ends the group. When no attempt is left the caller gets the
+//! callee's last own answer, 480 after a ring-out, the last provider answer
+//! (503 for authentication answers, which are between us and the provider),
+//! or 408 when nothing answered.
 //!
 //! With [`super::anchor::RelayAnchor::factory`] as [`B2buaConfig::media`],
 //! the media of every call runs through the relay: once a call is answered,
 //! the anchor's media timeout is watched and, when it fires, both legs get a
 //! BYE and the record's `hangup` is [`HangupCause::MediaTimeout`]. The
-//! relay's ports are released when the call's record is written (BYE,
-//! media timeout, failure, or the cancelled leg's final answer).
+//! relay's ports are released when the call's record is written.
+//!
+//! While an answered call ends, header fields named in
+//! [`B2buaConfig::capture_headers`] are kept from each leg's BYE or its
+//! answer to ours (the B2BUA waits up to [`B2buaConfig::bye_answer_wait`]
+//! for those answers), and [`CallControl::hangup_headers`] may add fields to
+//! what is sent to each leg: that is how usage receipts travel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::net::UdpSocket;
@@ -37,8 +54,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::call::{
-    FailoverPolicy, HangupCause, Leg, MediaAnchor, MediaError, MediaReport, Outcome, PassThrough,
-    SipTarget,
+    FailoverPolicy, HangupCause, Leg, MediaAnchor, MediaError, Outcome, PassThrough, SipTarget,
+};
+pub use super::control::CallRecord;
+use super::control::{
+    AttemptRecord, CallControl, CallPlan, CapturedHeader, FixedTargets, Hangup, InboundCall,
+    PlannedAttempt, Routing,
 };
 use super::message::{Method, Reply, Request, Response};
 use super::validate::{validate, Echo, Policy, Verdict};
@@ -46,6 +67,8 @@ use super::wire::MAX_MESSAGE_SIZE;
 
 /// How long a cancelled outbound leg may take to answer (Timer B, 64 * T1).
 const CANCELLED_LEG_GRACE: Duration = Duration::from_secs(32);
+/// Records kept for [`B2bua::records`] (the oldest go first).
+pub const RECENT_RECORDS: usize = 4096;
 
 /// Makes a [`MediaAnchor`] per call; an error (e.g. no free relay ports)
 /// refuses the call with 503.
@@ -55,47 +78,45 @@ pub type AnchorFactory = Arc<dyn Fn() -> Result<Box<dyn MediaAnchor>, MediaError
 #[derive(Clone)]
 pub struct B2buaConfig {
     pub bind: SocketAddr,
-    /// Targets tried in order for every inbound call.
-    pub targets: Vec<SipTarget>,
-    /// An attempt with no final answer by then is cancelled and the next target tried.
-    pub attempt_timeout: Duration,
+    /// Decides where each call goes.
+    pub control: Arc<dyn CallControl>,
     pub failover: FailoverPolicy,
     pub media: AnchorFactory,
+    /// Header fields kept from the legs' BYEs and BYE answers (case-insensitive).
+    pub capture_headers: Vec<String>,
+    /// How long to wait for the answers to our BYEs when headers are captured.
+    pub bye_answer_wait: Duration,
 }
 
 impl B2buaConfig {
-    /// 127.0.0.1 on a free port, 5 s per attempt, default stop codes, SDP passed through.
+    /// 127.0.0.1 on a free port, [`FixedTargets`] with 5 s per attempt,
+    /// default stop codes, SDP passed through.
     pub fn loopback(targets: Vec<SipTarget>) -> Self {
-        B2buaConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        B2buaConfig::with_control(Arc::new(FixedTargets {
             targets,
             attempt_timeout: Duration::from_secs(5),
+        }))
+    }
+
+    /// 127.0.0.1 on a free port with `control` deciding, default stop
+    /// codes, SDP passed through, nothing captured.
+    pub fn with_control(control: Arc<dyn CallControl>) -> Self {
+        B2buaConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control,
             failover: FailoverPolicy::default(),
             media: Arc::new(|| Ok(Box::new(PassThrough))),
+            capture_headers: Vec::new(),
+            bye_answer_wait: Duration::from_secs(2),
         }
     }
-}
-
-/// What happened to one inbound call (kept after it ends).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecord {
-    pub call_id: String,
-    /// One entry per outbound attempt, in order: target and outcome.
-    pub attempts: Vec<(SipTarget, Outcome)>,
-    /// The final status sent to the caller for the INVITE.
-    pub final_status: Option<u16>,
-    /// Which leg hung up first, if the call was answered and ended by BYE.
-    pub ended_by: Option<Leg>,
-    /// Why the answered call ended (`None` if it was never answered).
-    pub hangup: Option<HangupCause>,
-    /// Per-leg RTP statistics when the media was anchored.
-    pub media: Option<MediaReport>,
 }
 
 /// A running B2BUA.
 pub struct B2bua {
     local: SocketAddr,
-    records: Arc<Mutex<Vec<CallRecord>>>,
+    records: Arc<Mutex<VecDeque<CallRecord>>>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
     cancel: CancellationToken,
 }
 
@@ -103,23 +124,29 @@ impl B2bua {
     pub async fn bind(config: B2buaConfig) -> std::io::Result<B2bua> {
         let socket = UdpSocket::bind(config.bind).await?;
         let local = socket.local_addr()?;
-        let records = Arc::new(Mutex::new(Vec::new()));
+        let records = Arc::new(Mutex::new(VecDeque::new()));
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let cancel = CancellationToken::new();
         let (media_stopped, media_stopped_rx) = mpsc::unbounded_channel();
+        let (routed, routed_rx) = mpsc::unbounded_channel();
         let engine = Engine {
             media_stopped,
-            socket,
+            routed,
+            socket: Arc::new(socket),
             local,
             config,
             calls: HashMap::new(),
             by_callee: HashMap::new(),
+            closing: HashMap::new(),
             records: records.clone(),
+            active: active.clone(),
             policy: Policy::default(),
         };
-        tokio::spawn(engine.run(cancel.clone(), media_stopped_rx));
+        tokio::spawn(engine.run(cancel.clone(), media_stopped_rx, routed_rx));
         Ok(B2bua {
             local,
             records,
+            active,
             cancel,
         })
     }
@@ -128,9 +155,14 @@ impl B2bua {
         self.local
     }
 
-    /// Records of calls that have ended.
+    /// Records of the most recent calls that have ended (at most [`RECENT_RECORDS`]).
     pub fn records(&self) -> Vec<CallRecord> {
-        self.records.lock().clone()
+        self.records.lock().iter().cloned().collect()
+    }
+
+    /// Calls in progress (routing, ringing or answered).
+    pub fn active_calls(&self) -> usize {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn shutdown(&self) {
@@ -146,6 +178,8 @@ impl Drop for B2bua {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// The control is deciding; nothing sent but 100.
+    Routing,
     /// Attempts running; nothing final sent to the caller yet.
     Setup,
     /// 200 sent to the caller; both legs up.
@@ -154,17 +188,41 @@ enum Phase {
 
 /// The outbound leg (one attempt at a time).
 struct Outbound {
-    target: SipTarget,
+    plan: PlannedAttempt,
     addr: SocketAddr,
-    call_id: String,
     from_tag: String,
     to_tag: Option<String>,
     branch: String,
     cseq: u32,
     remote_target: Option<String>,
-    deadline: Instant,
-    provisional: bool,
-    cancelled: bool,
+    started_at: SystemTime,
+    provisional_at: Option<SystemTime>,
+    setup_deadline: Instant,
+    answer_deadline: Instant,
+    /// Set once CANCEL was sent or the attempt was abandoned: the leg is
+    /// only kept until it answers or this grace deadline passes.
+    abandoned_until: Option<Instant>,
+}
+
+impl Outbound {
+    fn call_id(&self) -> &str {
+        &self.plan.call_id
+    }
+    fn target(&self) -> &SipTarget {
+        &self.plan.target
+    }
+    fn record(&self, outcome: Outcome) -> AttemptRecord {
+        AttemptRecord {
+            target: self.plan.target.clone(),
+            call_id: self.plan.call_id.clone(),
+            label: self.plan.label.clone(),
+            group: self.plan.group,
+            outcome,
+            started_at: self.started_at,
+            provisional_at: self.provisional_at,
+            ended_at: SystemTime::now(),
+        }
+    }
 }
 
 /// A request relayed from one leg and waiting for the other leg's answer.
@@ -185,14 +243,30 @@ struct Call {
     our_cseq: u32,
     max_forwards: u8,
     offer: Vec<u8>,
-    next_target: usize,
+    plan: CallPlan,
+    next_attempt: usize,
+    /// A group whose remaining attempts are skipped.
+    skip_group: Option<u32>,
+    /// The caller gave up (CANCEL): no further attempts.
+    caller_gone: bool,
     out: Option<Outbound>,
     media: Box<dyn MediaAnchor>,
     /// Watches the answered call's media; dropped with the call.
     media_watch: Option<AbortOnDrop>,
+    /// When an answered call is ended by the plan's maximum duration.
+    hangup_at: Option<Instant>,
     record: CallRecord,
     /// Relayed in-dialog transactions by the branch (callee side) or CSeq (caller side).
     relays: HashMap<String, Relay>,
+}
+
+/// A call whose BYEs have been sent, waiting for their answers (to capture
+/// headers from them) until `deadline`.
+struct Closing {
+    call: Call,
+    /// Our BYEs' branches and the leg each went to.
+    waiting: Vec<(String, Leg)>,
+    deadline: Instant,
 }
 
 /// (Re)starts watching an answered call's media: the previous watch is
@@ -225,19 +299,28 @@ impl Drop for AbortOnDrop {
 struct Engine {
     /// Caller-side Call-IDs of calls whose media stopped, with the idle time.
     media_stopped: mpsc::UnboundedSender<(String, Duration)>,
-    socket: UdpSocket,
+    /// Routing decisions, by the caller-side Call-ID.
+    routed: mpsc::UnboundedSender<(String, Routing)>,
+    socket: Arc<UdpSocket>,
     local: SocketAddr,
     config: B2buaConfig,
     /// Keyed by the caller's Call-ID.
     calls: HashMap<String, Call>,
     /// Callee-side Call-ID → caller-side Call-ID.
     by_callee: HashMap<String, String>,
-    records: Arc<Mutex<Vec<CallRecord>>>,
+    /// Calls waiting for the answers to their BYEs, by the caller's Call-ID.
+    closing: HashMap<String, Closing>,
+    records: Arc<Mutex<VecDeque<CallRecord>>>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
     policy: Policy,
 }
 
 fn random_hex() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+fn new_branch() -> String {
+    format!("z9hG4bK{}", random_hex())
 }
 
 /// The URI inside `<...>` or before the first `;` of a name-addr value.
@@ -247,6 +330,48 @@ fn uri_of(value: &[u8]) -> String {
         (Some(a), Some(b)) if a < b => text[a + 1..b].to_owned(),
         _ => text.split(';').next().unwrap_or_default().trim().to_owned(),
     }
+}
+
+/// The display name before `<...>`, unquoted, if any.
+fn display_of(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    let lt = text.find('<')?;
+    let name = text[..lt].trim();
+    let name = name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .map(|n| n.replace("\\\"", "\"").replace("\\\\", "\\"))
+        .unwrap_or_else(|| name.to_owned());
+    (!name.is_empty()).then_some(name)
+}
+
+/// The user part of a SIP URI (`sip:user@host` → `user`), unescaped.
+fn user_of(uri: &str) -> Option<String> {
+    let rest = uri.split_once(':')?.1;
+    let (user, _) = rest.split_once('@')?;
+    let user = user.split([';', ':']).next().unwrap_or_default();
+    (!user.is_empty()).then(|| unescape(user))
+}
+
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `tag` parameter of a To/From value.
@@ -276,19 +401,68 @@ fn branch_of(via: &[u8]) -> Option<String> {
         })
 }
 
+/// Appends application header fields, refusing any that could break the
+/// message (CR, LF or other control characters, or a bad name).
+fn push_headers(head: &mut String, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(&b));
+        let value_ok = !value.chars().any(|c| c.is_control() && c != '\t');
+        if name_ok && value_ok {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        } else {
+            tracing::warn!(header = %name, "header field not sent: invalid characters");
+        }
+    }
+}
+
+fn inbound_call(req: &Request<'_>, peer: SocketAddr) -> InboundCall {
+    let request_uri = req.uri().into_owned();
+    let from = req.header("From").unwrap_or_default();
+    let from_uri = uri_of(from);
+    InboundCall {
+        call_id: req.call_id().to_owned(),
+        source: peer,
+        dialed: user_of(&request_uri),
+        request_uri,
+        from_user: user_of(&from_uri),
+        from_display: display_of(from),
+        from_uri,
+        headers: req
+            .headers()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect(),
+        received_at: SystemTime::now(),
+    }
+}
+
 impl Engine {
     async fn run(
         mut self,
         cancel: CancellationToken,
         mut media_stopped: mpsc::UnboundedReceiver<(String, Duration)>,
+        mut routed: mpsc::UnboundedReceiver<(String, Routing)>,
     ) {
         let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                Some((call_id, idle)) = media_stopped.recv() => self.on_media_timeout(&call_id, idle).await,
-                _ = tick.tick() => self.expire_attempts().await,
+                Some((call_id, idle)) = media_stopped.recv() => {
+                    self.end_answered(&call_id, HangupCause::MediaTimeout { idle }).await
+                }
+                Some((call_id, routing)) = routed.recv() => self.on_routed(&call_id, routing).await,
+                _ = tick.tick() => self.on_tick().await,
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((len, peer)) = r else { continue };
                     let packet = buf[..len].to_vec();
@@ -383,9 +557,10 @@ impl Engine {
                 }
             }
         };
-        let call_id = req.call_id().to_owned();
+        let inbound = inbound_call(req, peer);
+        let call_id = inbound.call_id.clone();
         let call = Call {
-            phase: Phase::Setup,
+            phase: Phase::Routing,
             caller_addr: peer,
             caller_from: req
                 .header("From")
@@ -397,22 +572,64 @@ impl Engine {
             our_cseq: 0,
             max_forwards: req.max_forwards().unwrap_or(70).saturating_sub(1),
             offer,
-            next_target: 0,
+            plan: CallPlan::default(),
+            next_attempt: 0,
+            skip_group: None,
+            caller_gone: false,
             out: None,
             media,
             media_watch: None,
+            hangup_at: None,
             record: CallRecord {
                 call_id: call_id.clone(),
+                received_at: inbound.received_at,
                 attempts: Vec::new(),
                 final_status: None,
+                answered_at: None,
+                ended_at: None,
                 ended_by: None,
                 hangup: None,
                 media: None,
+                captured: Vec::new(),
             },
             relays: HashMap::new(),
         };
         self.calls.insert(call_id.clone(), call);
-        self.next_attempt(&call_id).await;
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let decision = self.config.control.route(inbound);
+        let routed = self.routed.clone();
+        tokio::spawn(async move {
+            let _ = routed.send((call_id, decision.await));
+        });
+    }
+
+    async fn on_routed(&mut self, call_id: &str, routing: Routing) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return; // the caller gave up while we were deciding
+        };
+        if call.phase != Phase::Routing || call.caller_gone {
+            return;
+        }
+        match routing {
+            Routing::Reject(reply) => {
+                let reply = if reply.status < 300 {
+                    tracing::warn!(
+                        status = reply.status,
+                        "call control refused with a non-final status"
+                    );
+                    Reply::new(500, "Server Internal Error")
+                } else {
+                    reply
+                };
+                self.finish_setup(call_id, reply).await;
+            }
+            Routing::Plan(plan) => {
+                call.plan = plan;
+                call.phase = Phase::Setup;
+                self.next_attempt(call_id).await;
+            }
+        }
     }
 
     /// Starts the next attempt, or gives the caller a final answer when none is left.
@@ -421,29 +638,36 @@ impl Engine {
             let Some(call) = self.calls.get_mut(call_id) else {
                 return;
             };
-            let Some(target) = self.config.targets.get(call.next_target).cloned() else {
-                let last = call.record.attempts.last().map(|(_, o)| o.clone());
-                let reply = match last {
-                    Some(Outcome::Rejected { status, reason }) if status >= 400 => {
-                        Reply::new(status, reason)
-                    }
-                    Some(Outcome::Timeout { .. }) => Reply::new(408, "Request Timeout"),
-                    _ => Reply::new(503, "Service Unavailable"),
-                };
+            if call.caller_gone {
+                return;
+            }
+            let next = call.plan.attempts.get(call.next_attempt).cloned();
+            let Some(planned) = next else {
+                let reply = final_answer(&call.record.attempts, &self.config.failover);
                 self.finish_setup(call_id, reply).await;
                 return;
             };
-            call.next_target += 1;
-            let addr = match target.resolve().await {
+            call.next_attempt += 1;
+            if call.skip_group == Some(planned.group) {
+                continue;
+            }
+            let started_at = SystemTime::now();
+            let addr = match planned.target.resolve().await {
                 Ok(a) => a,
                 Err(e) => {
                     if let Some(call) = self.calls.get_mut(call_id) {
-                        call.record.attempts.push((
-                            target,
-                            Outcome::TransportError {
+                        call.record.attempts.push(AttemptRecord {
+                            target: planned.target.clone(),
+                            call_id: planned.call_id.clone(),
+                            label: planned.label.clone(),
+                            group: planned.group,
+                            outcome: Outcome::TransportError {
                                 detail: e.to_string(),
                             },
-                        ));
+                            started_at,
+                            provisional_at: None,
+                            ended_at: SystemTime::now(),
+                        });
                     }
                     continue;
                 }
@@ -451,28 +675,68 @@ impl Engine {
             let Some(call) = self.calls.get_mut(call_id) else {
                 return;
             };
+            let now = Instant::now();
             let out = Outbound {
-                target: target.clone(),
+                setup_deadline: now + planned.setup_timeout,
+                answer_deadline: now + planned.answer_timeout,
+                plan: planned,
                 addr,
-                call_id: format!("{}@b2bua", random_hex()),
                 from_tag: random_hex(),
                 to_tag: None,
-                branch: format!("z9hG4bK{}", random_hex()),
+                branch: new_branch(),
                 cseq: 1,
                 remote_target: None,
-                deadline: Instant::now() + self.config.attempt_timeout,
-                provisional: false,
-                cancelled: false,
+                started_at,
+                provisional_at: None,
+                abandoned_until: None,
             };
             let invite = invite_for(self.local, call, &out);
             self.by_callee
-                .insert(out.call_id.clone(), call_id.to_owned());
+                .insert(out.call_id().to_owned(), call_id.to_owned());
             if let Some(old) = call.out.replace(out) {
-                self.by_callee.remove(&old.call_id);
+                self.by_callee.remove(old.call_id());
             }
             self.send(&invite, addr).await;
             return;
         }
+    }
+}
+
+/// What the caller hears when every attempt failed.
+fn final_answer(attempts: &[AttemptRecord], failover: &FailoverPolicy) -> Reply {
+    let callee_answer = attempts.iter().rev().find_map(|a| match &a.outcome {
+        o @ Outcome::Rejected { status, reason } if failover.ends_search(o) => {
+            Some((*status, reason.clone()))
+        }
+        _ => None,
+    });
+    if let Some((status, reason)) = callee_answer {
+        return Reply::new(status, non_empty_reason(status, &reason));
+    }
+    let rang_out = attempts
+        .iter()
+        .any(|a| a.provisional_at.is_some() && matches!(a.outcome, Outcome::Timeout { .. }));
+    if rang_out {
+        return Reply::new(480, "Temporarily Unavailable")
+            .header("Reason", "SIP;cause=480;text=\"no answer\"");
+    }
+    match attempts.last().map(|a| &a.outcome) {
+        Some(Outcome::Rejected { status, .. }) if matches!(status, 401 | 403 | 407) => {
+            Reply::new(503, "Service Unavailable")
+        }
+        Some(Outcome::Rejected { status, reason }) if *status >= 400 => {
+            Reply::new(*status, non_empty_reason(*status, reason))
+        }
+        Some(Outcome::Timeout { .. }) => Reply::new(408, "Request Timeout"),
+        _ => Reply::new(503, "Service Unavailable"),
+    }
+}
+
+fn non_empty_reason(status: u16, reason: &str) -> String {
+    if reason.trim().is_empty() {
+        status_reason(status).to_owned()
+    } else {
+        reason.to_owned()
     }
 }
 
@@ -482,13 +746,14 @@ fn invite_for(local: SocketAddr, call: &Call, out: &Outbound) -> Vec<u8> {
             "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: {mf}\r\n\
              From: <{from_uri}>;tag={ftag}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\n\
              Contact: <sip:b2bua@{local}>\r\n",
-            uri = out.target.uri(),
+            uri = out.target().uri(),
             branch = out.branch,
             mf = call.max_forwards,
             ftag = out.from_tag,
-            cid = out.call_id,
+            cid = out.call_id(),
             cseq = out.cseq,
         );
+    push_headers(&mut head, &out.plan.headers);
     if !call.offer.is_empty() {
         head.push_str("Content-Type: application/sdp\r\n");
     }
@@ -498,80 +763,84 @@ fn invite_for(local: SocketAddr, call: &Call, out: &Outbound) -> Vec<u8> {
     bytes
 }
 
-impl Engine {
-    /// A request inside the callee dialog (ACK, CANCEL reuse the INVITE's branch).
-    fn callee_request(
-        &self,
-        out: &Outbound,
-        method: &str,
-        cseq: u32,
-        branch: &str,
-        body: Option<(&str, &[u8])>,
-    ) -> Vec<u8> {
-        let uri = match method {
-            "CANCEL" => out.target.uri().to_owned(),
-            _ => out
-                .remote_target
-                .clone()
-                .unwrap_or_else(|| out.target.uri().to_owned()),
-        };
-        let to_tag = match (method, &out.to_tag) {
-            ("CANCEL", _) | (_, None) => String::new(),
-            (_, Some(t)) => format!(";tag={t}"),
-        };
-        let mut head = format!(
+/// A request inside the callee dialog (ACK, CANCEL reuse the INVITE's branch).
+fn callee_request(
+    local: SocketAddr,
+    out: &Outbound,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    headers: &[(String, String)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
+    let uri = match method {
+        "CANCEL" => out.target().uri().to_owned(),
+        _ => out
+            .remote_target
+            .clone()
+            .unwrap_or_else(|| out.target().uri().to_owned()),
+    };
+    let to_tag = match (method, &out.to_tag) {
+        ("CANCEL", _) | (_, None) => String::new(),
+        (_, Some(t)) => format!(";tag={t}"),
+    };
+    let mut head = format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:b2bua@{local}>;tag={ftag}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n\
-             Contact: <sip:b2bua@{local}>\r\n",
-            local = self.local,
+             From: <sip:b2bua@{local}>;tag={ftag}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
             ftag = out.from_tag,
-            target = out.target.uri(),
-            cid = out.call_id,
+            target = out.target().uri(),
+            cid = out.call_id(),
         );
-        let body = body.unwrap_or(("", b""));
-        if !body.1.is_empty() {
-            head.push_str(&format!("Content-Type: {}\r\n", body.0));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.1.len()));
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body.1);
-        bytes
+    if method != "ACK" && method != "CANCEL" {
+        head.push_str(&format!("Contact: <sip:b2bua@{local}>\r\n"));
     }
+    push_headers(&mut head, headers);
+    finish_message(head, body)
+}
 
-    /// A request inside the caller dialog (we are the UAS of that dialog).
-    fn caller_request(
-        &self,
-        call: &Call,
-        method: &str,
-        cseq: u32,
-        branch: &str,
-        body: Option<(&str, &[u8])>,
-    ) -> Vec<u8> {
-        let to = &call.caller_from;
-        let from = call
-            .caller_echo
-            .to
-            .as_deref()
-            .map(uri_of)
-            .unwrap_or_default();
-        let mut head = format!(
+fn finish_message(mut head: String, body: Option<(&str, &[u8])>) -> Vec<u8> {
+    let body = body.unwrap_or(("", b""));
+    if !body.1.is_empty() {
+        head.push_str(&format!("Content-Type: {}\r\n", body.0));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.1.len()));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.1);
+    bytes
+}
+
+/// A request inside the caller dialog (we are the UAS of that dialog).
+fn caller_request(
+    local: SocketAddr,
+    call: &Call,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    headers: &[(String, String)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
+    let to = &call.caller_from;
+    let from = call
+        .caller_echo
+        .to
+        .as_deref()
+        .map(uri_of)
+        .unwrap_or_default();
+    let mut head = format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <{from}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <sip:b2bua@{local}>\r\n",
+             From: <{from}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
             uri = call.caller_contact,
-            local = self.local,
             tag = call.our_tag,
             cid = call.record.call_id,
         );
-        let body = body.unwrap_or(("", b""));
-        if !body.1.is_empty() {
-            head.push_str(&format!("Content-Type: {}\r\n", body.0));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.1.len()));
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body.1);
-        bytes
+    if method != "ACK" {
+        head.push_str(&format!("Contact: <sip:b2bua@{local}>\r\n"));
     }
+    push_headers(&mut head, headers);
+    finish_message(head, body)
+}
 
+impl Engine {
     fn caller_reply(call: &Call, reply: Reply, local: SocketAddr) -> Vec<u8> {
         let reply = if reply.status > 100 {
             reply.header("Contact", format!("<sip:b2bua@{local}>"))
@@ -588,70 +857,113 @@ impl Engine {
         };
         call.record.final_status = Some(reply.status);
         if let Some(out) = call.out.take() {
-            self.by_callee.remove(&out.call_id);
+            self.by_callee.remove(out.call_id());
         }
         let bytes = Self::caller_reply(&call, reply, self.local);
         self.send(&bytes, call.caller_addr).await;
         self.close(call);
     }
 
-    async fn expire_attempts(&mut self) {
+    async fn on_tick(&mut self) {
         let now = Instant::now();
+        // Cancelled or abandoned legs whose grace is over.
         let abandoned: Vec<String> = self
             .calls
             .iter()
             .filter(|(_, c)| {
-                c.out
-                    .as_ref()
-                    .is_some_and(|o| o.cancelled && o.deadline <= now)
+                c.caller_gone
+                    && c.out
+                        .as_ref()
+                        .is_none_or(|o| o.abandoned_until.is_some_and(|d| d <= now))
             })
             .map(|(id, _)| id.clone())
             .collect();
         for call_id in abandoned {
             if let Some(mut call) = self.calls.remove(&call_id) {
                 if let Some(out) = call.out.take() {
-                    self.by_callee.remove(&out.call_id);
+                    self.by_callee.remove(out.call_id());
                 }
                 self.close(call);
             }
         }
+        // Attempts past a deadline.
         let expired: Vec<String> = self
             .calls
             .iter()
             .filter(|(_, c)| {
                 c.phase == Phase::Setup
-                    && c.out
-                        .as_ref()
-                        .is_some_and(|o| o.deadline <= now && !o.cancelled)
+                    && !c.caller_gone
+                    && c.out.as_ref().is_some_and(|o| {
+                        o.abandoned_until.is_none()
+                            && (o.answer_deadline <= now
+                                || (o.provisional_at.is_none() && o.setup_deadline <= now))
+                    })
             })
             .map(|(id, _)| id.clone())
             .collect();
         for call_id in expired {
-            let Some(call) = self.calls.get_mut(&call_id) else {
-                continue;
-            };
-            let Some(mut out) = call.out.take() else {
-                continue;
-            };
-            out.cancelled = true;
-            call.record.attempts.push((
-                out.target.clone(),
-                Outcome::Timeout {
-                    after: self.config.attempt_timeout,
-                },
-            ));
-            // CANCEL only after a provisional (RFC 3261 9.1); a silent target just gets abandoned.
-            if out.provisional {
-                let cancel = self.callee_request(&out, "CANCEL", out.cseq, &out.branch, None);
-                self.send(&cancel, out.addr).await;
-            }
-            self.by_callee.remove(&out.call_id);
-            self.next_attempt(&call_id).await;
+            self.expire_attempt(&call_id).await;
         }
+        // Answered calls past their maximum duration.
+        let overdue: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Up && c.hangup_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in overdue {
+            let limit = self
+                .calls
+                .get(&call_id)
+                .and_then(|c| c.plan.max_duration)
+                .unwrap_or_default();
+            self.end_answered(&call_id, HangupCause::MaxDuration { limit })
+                .await;
+        }
+        // Calls that waited long enough for the answers to their BYEs.
+        let done: Vec<String> = self
+            .closing
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in done {
+            if let Some(closing) = self.closing.remove(&call_id) {
+                self.close(closing.call);
+            }
+        }
+    }
+
+    async fn expire_attempt(&mut self, call_id: &str) {
+        let local = self.local;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(out) = call.out.take() else {
+            return;
+        };
+        let after = if out.provisional_at.is_some() {
+            out.plan.answer_timeout
+        } else {
+            out.plan.setup_timeout.min(out.plan.answer_timeout)
+        };
+        call.record
+            .attempts
+            .push(out.record(Outcome::Timeout { after }));
+        if out.provisional_at.is_some() {
+            // It rang and nobody answered: other routes to the same callee won't help.
+            call.skip_group = Some(out.plan.group);
+            // CANCEL only after a provisional (RFC 3261 9.1); a silent target just gets abandoned.
+            let cancel = callee_request(local, &out, "CANCEL", out.cseq, &out.branch, &[], None);
+            self.send(&cancel, out.addr).await;
+        }
+        self.by_callee.remove(out.call_id());
+        self.next_attempt(call_id).await;
     }
 
     async fn on_cancel(&mut self, req: &Request<'_>, peer: SocketAddr) {
         let call_id = req.call_id().to_owned();
+        let local = self.local;
         let Some(call) = self.calls.get_mut(&call_id) else {
             self.reply(
                 req,
@@ -663,48 +975,79 @@ impl Engine {
             return;
         };
         let tag = call.our_tag.clone();
-        let up = call.phase == Phase::Up;
         self.reply(req, peer, Reply::new(200, "OK"), &tag).await;
-        if up {
-            // The 200 won the race: CANCEL has no effect; the caller will send BYE.
-            return;
-        }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
-        if let Some(out) = call.out.take() {
-            call.record
-                .attempts
-                .push((out.target.clone(), Outcome::Cancelled));
-            let cancel = self.callee_request(&out, "CANCEL", out.cseq, &out.branch, None);
-            self.by_callee.insert(out.call_id.clone(), call_id.clone());
-            // Keep the leg known so a 200 racing the CANCEL can be ACKed and BYEd.
+        if call.phase == Phase::Up || call.caller_gone {
+            // The 200 won the race (the caller will send BYE), or a retransmission.
+            return;
+        }
+        call.caller_gone = true;
+        call.record.final_status = Some(487);
+        let reply = Self::caller_reply(call, Reply::new(487, "Request Terminated"), local);
+        let caller_addr = call.caller_addr;
+        if let Some(out) = call.out.as_mut() {
+            call.record.attempts.push(out.record(Outcome::Cancelled));
+            // Keep the leg known so a 200 racing the CANCEL can be ACKed and BYEd,
+            // for Timer B (64*T1), then forget it.
+            out.abandoned_until = Some(Instant::now() + CANCELLED_LEG_GRACE);
+            let cancel = callee_request(local, out, "CANCEL", out.cseq, &out.branch, &[], None);
             let addr = out.addr;
-            if let Some(call) = self.calls.get_mut(&call_id) {
-                // Give the cancelled leg Timer B (64*T1) to answer, then forget it.
-                call.out = Some(Outbound {
-                    cancelled: true,
-                    deadline: Instant::now() + CANCELLED_LEG_GRACE,
-                    ..out
-                });
-            }
             self.send(&cancel, addr).await;
         }
-        self.finish_setup_keep_leg(&call_id, Reply::new(487, "Request Terminated"))
-            .await;
+        self.send(&reply, caller_addr).await;
+        // A call still routing (or between attempts) has no leg to wait for:
+        // the next tick forgets it.
     }
 
-    /// Like [`Self::finish_setup`] but keeps the callee leg mapping until it answers.
-    async fn finish_setup_keep_leg(&mut self, call_id: &str, reply: Reply) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
+    /// The context [`CallControl::hangup_headers`] sees, for an answered call.
+    fn hangup_headers(&self, call: &Call, leg: Leg) -> Vec<(String, String)> {
+        let (Some(answered_at), Some(ended_at), Some(cause)) = (
+            call.record.answered_at,
+            call.record.ended_at,
+            call.record.hangup,
+        ) else {
+            return Vec::new();
         };
-        call.record.final_status = Some(reply.status);
-        let bytes = Self::caller_reply(call, reply, self.local);
-        let addr = call.caller_addr;
-        // The call stays until the cancelled leg answers (487 or a racing 200).
-        call.next_target = usize::MAX;
-        self.send(&bytes, addr).await;
+        let Some(attempt) = call.record.answered_attempt() else {
+            return Vec::new();
+        };
+        let hangup = Hangup {
+            call_id: &call.record.call_id,
+            attempt,
+            answered_at,
+            ended_at,
+            cause,
+            ended_by: call.record.ended_by,
+        };
+        self.config.control.hangup_headers(leg, &hangup)
+    }
+
+    fn capture(
+        &self,
+        call: &mut Call,
+        leg: Leg,
+        headers: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) {
+        if self.config.capture_headers.is_empty() {
+            return;
+        }
+        for (name, value) in headers {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if self
+                .config
+                .capture_headers
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&name))
+            {
+                call.record.captured.push(CapturedHeader {
+                    leg,
+                    name,
+                    value: String::from_utf8_lossy(&value).into_owned(),
+                });
+            }
+        }
     }
 
     async fn on_bye(&mut self, req: &Request<'_>, peer: SocketAddr) {
@@ -734,78 +1077,123 @@ impl Engine {
                 .map(|o| o.from_tag.clone())
                 .unwrap_or_default(),
         };
-        self.reply(req, peer, Reply::new(200, "OK"), &tag).await;
-        call.record.ended_by = Some(from);
-        call.record.hangup = Some(HangupCause::Bye);
-        match (from, call.out.take()) {
-            (Leg::Caller, Some(mut out)) => {
+        let answered = call.phase == Phase::Up;
+        if answered {
+            call.record.ended_at = Some(SystemTime::now());
+            call.record.ended_by = Some(from);
+            call.record.hangup = Some(HangupCause::Bye);
+        }
+        let headers = req
+            .headers()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect::<Vec<_>>();
+        self.capture(&mut call, from, headers.into_iter());
+        let mut ok = Reply::new(200, "OK");
+        for (n, v) in self.hangup_headers(&call, from) {
+            ok = ok.header(n, v);
+        }
+        self.reply(req, peer, ok, &tag).await;
+        let other = match from {
+            Leg::Caller => Leg::Callee,
+            Leg::Callee => Leg::Caller,
+        };
+        let mut waiting = Vec::new();
+        if let Some(branch) = self.send_bye(&mut call, other).await {
+            waiting.push((branch, other));
+        }
+        self.close_after(caller_id, call, waiting);
+    }
+
+    /// Sends BYE to `leg` of a call being ended; returns its branch.
+    async fn send_bye(&mut self, call: &mut Call, leg: Leg) -> Option<String> {
+        let headers = self.hangup_headers(call, leg);
+        let branch = new_branch();
+        match leg {
+            Leg::Callee => {
+                let out = call.out.as_mut()?;
                 out.cseq += 1;
-                let bye = self.callee_request(
-                    &out,
-                    "BYE",
-                    out.cseq,
-                    &format!("z9hG4bK{}", random_hex()),
-                    None,
-                );
-                self.send(&bye, out.addr).await;
-                self.by_callee.remove(&out.call_id);
+                let bye = callee_request(self.local, out, "BYE", out.cseq, &branch, &headers, None);
+                let addr = out.addr;
+                self.send(&bye, addr).await;
             }
-            (Leg::Callee, out) => {
+            Leg::Caller => {
                 call.our_cseq += 1;
-                let bye = self.caller_request(
-                    &call,
+                let bye = caller_request(
+                    self.local,
+                    call,
                     "BYE",
                     call.our_cseq,
-                    &format!("z9hG4bK{}", random_hex()),
+                    &branch,
+                    &headers,
                     None,
                 );
                 self.send(&bye, call.caller_addr).await;
-                if let Some(out) = out {
-                    self.by_callee.remove(&out.call_id);
-                }
             }
-            (Leg::Caller, None) => {}
         }
-        self.close(call);
+        Some(branch)
     }
 
-    /// re-INVITE, UPDATE, INFO: sent on to the other leg; its answer comes back.
-    /// Takes the final media statistics and keeps the record; the call's
+    /// Closes the call now, or once the answers to our BYEs came (when
+    /// headers are captured from them).
+    fn close_after(&mut self, caller_id: String, call: Call, waiting: Vec<(String, Leg)>) {
+        if waiting.is_empty() || self.config.capture_headers.is_empty() {
+            if let Some(out) = &call.out {
+                self.by_callee.remove(out.call_id());
+            }
+            self.close(call);
+            return;
+        }
+        let deadline = Instant::now() + self.config.bye_answer_wait;
+        self.closing.insert(
+            caller_id,
+            Closing {
+                call,
+                waiting,
+                deadline,
+            },
+        );
+    }
+
+    /// Takes the final media statistics and hands the record on; the call's
     /// relay ports are released when `call` is dropped here.
     fn close(&self, mut call: Call) {
         call.media_watch = None;
         call.record.media = call.media.report();
-        self.records.lock().push(call.record);
+        if let Some(out) = &call.out {
+            tracing::trace!(callee = out.call_id(), "leg closed");
+        }
+        self.config.control.ended(&call.record);
+        let mut records = self.records.lock();
+        if records.len() >= RECENT_RECORDS {
+            records.pop_front();
+        }
+        records.push_back(call.record);
+        self.active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// No RTP for the media timeout on an answered call: BYE to both legs.
-    async fn on_media_timeout(&mut self, call_id: &str, idle: Duration) {
+    /// Ends an answered call from our side (media timeout, maximum
+    /// duration): BYE to both legs.
+    async fn end_answered(&mut self, call_id: &str, cause: HangupCause) {
         if self.calls.get(call_id).map(|c| c.phase) != Some(Phase::Up) {
             return;
         }
         let Some(mut call) = self.calls.remove(call_id) else {
             return;
         };
-        tracing::info!(call_id, ?idle, "media timeout: ending the call");
-        call.record.hangup = Some(HangupCause::MediaTimeout { idle });
-        if let Some(mut out) = call.out.take() {
-            out.cseq += 1;
-            let bye = bye_for(self.local, &out);
-            self.send(&bye, out.addr).await;
-            self.by_callee.remove(&out.call_id);
+        tracing::info!(call_id, ?cause, "ending the call");
+        call.record.ended_at = Some(SystemTime::now());
+        call.record.hangup = Some(cause);
+        let mut waiting = Vec::new();
+        for leg in [Leg::Callee, Leg::Caller] {
+            if let Some(branch) = self.send_bye(&mut call, leg).await {
+                waiting.push((branch, leg));
+            }
         }
-        call.our_cseq += 1;
-        let bye = self.caller_request(
-            &call,
-            "BYE",
-            call.our_cseq,
-            &format!("z9hG4bK{}", random_hex()),
-            None,
-        );
-        self.send(&bye, call.caller_addr).await;
-        self.close(call);
+        self.close_after(call_id.to_owned(), call, waiting);
     }
 
+    /// re-INVITE, UPDATE, INFO: sent on to the other leg; its answer comes back.
     async fn relay_in_dialog(&mut self, req: &Request<'_>, peer: SocketAddr) {
         let call_id = req.call_id().to_owned();
         let (caller_id, from) = if self.calls.contains_key(&call_id) {
@@ -843,7 +1231,7 @@ impl Engine {
             }
         };
         let content_type = req.content_type().unwrap_or("application/sdp").to_owned();
-        let branch = format!("z9hG4bK{}", random_hex());
+        let branch = new_branch();
         let method = req.method().clone();
         let relay = Relay {
             from,
@@ -851,7 +1239,7 @@ impl Engine {
             addr: peer,
             method: method.clone(),
         };
-        let bytes_and_addr = match from {
+        let cseq_and_addr = match from {
             Leg::Caller => call.out.as_mut().map(|out| {
                 out.cseq += 1;
                 (out.cseq, out.addr)
@@ -861,28 +1249,32 @@ impl Engine {
                 Some((call.our_cseq, call.caller_addr))
             }
         };
-        let Some((cseq, addr)) = bytes_and_addr else {
+        let Some((cseq, addr)) = cseq_and_addr else {
             return;
         };
         call.relays.insert(branch.clone(), relay);
-        let Some(call) = self.calls.get(&caller_id) else {
-            return;
-        };
         let body_ref = (!body.is_empty()).then_some((content_type.as_str(), body.as_slice()));
         let bytes = match from {
             Leg::Caller => match call.out.as_ref() {
-                Some(out) => self.callee_request(out, method.as_str(), cseq, &branch, body_ref),
+                Some(out) => {
+                    callee_request(local, out, method.as_str(), cseq, &branch, &[], body_ref)
+                }
                 None => return,
             },
-            Leg::Callee => self.caller_request(call, method.as_str(), cseq, &branch, body_ref),
+            Leg::Callee => {
+                caller_request(local, call, method.as_str(), cseq, &branch, &[], body_ref)
+            }
         };
-        let _ = local;
         self.send(&bytes, addr).await;
     }
 
     async fn on_response(&mut self, resp: &Response<'_>, peer: SocketAddr) {
         let call_id = resp.call_id().to_owned();
         let branch = resp.header("Via").and_then(branch_of).unwrap_or_default();
+        if *resp.cseq_method() == Method::Bye {
+            self.on_bye_answer(&call_id, &branch, resp);
+            return;
+        }
         // An answer to a relayed in-dialog request?
         let caller_id = if self.calls.contains_key(&call_id) {
             Some(call_id.clone())
@@ -900,9 +1292,50 @@ impl Engine {
             return;
         }
         if *resp.cseq_method() == Method::Invite && self.by_callee.contains_key(&call_id) {
-            self.on_attempt_response(&caller_id, resp, peer).await;
+            self.on_attempt_response(&caller_id, resp).await;
         }
-        // Answers to our BYE and CANCEL need nothing further.
+        // Answers to our CANCEL need nothing further.
+    }
+
+    /// An answer to one of our BYEs: captures its headers, and closes the
+    /// call once every BYE was answered.
+    fn on_bye_answer(&mut self, call_id: &str, branch: &str, resp: &Response<'_>) {
+        if resp.status() < 200 {
+            return;
+        }
+        let caller_id = if self.closing.contains_key(call_id) {
+            call_id.to_owned()
+        } else {
+            match self
+                .closing
+                .iter()
+                .find(|(_, c)| c.waiting.iter().any(|(b, _)| b == branch))
+            {
+                Some((id, _)) => id.clone(),
+                None => return,
+            }
+        };
+        let Some(mut closing) = self.closing.remove(&caller_id) else {
+            return;
+        };
+        let Some(pos) = closing.waiting.iter().position(|(b, _)| b == branch) else {
+            self.closing.insert(caller_id, closing);
+            return;
+        };
+        let (_, leg) = closing.waiting.remove(pos);
+        let headers = resp
+            .headers()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect::<Vec<_>>();
+        self.capture(&mut closing.call, leg, headers.into_iter());
+        if closing.waiting.is_empty() {
+            if let Some(out) = &closing.call.out {
+                self.by_callee.remove(out.call_id());
+            }
+            self.close(closing.call);
+        } else {
+            self.closing.insert(caller_id, closing);
+        }
     }
 
     async fn on_relayed_response(
@@ -925,19 +1358,18 @@ impl Engine {
         };
         // ACK a 2xx to a re-INVITE on the answering leg ourselves.
         if relay.method == Method::Invite && (200..300).contains(&status) {
-            let ack = match relay.from {
-                Leg::Caller => call.out.as_ref().map(|out| {
-                    let cseq = out.cseq;
-                    (self_ack(local, out, cseq), out.addr)
-                }),
-                Leg::Callee => None,
-            };
-            if let Some((ack, addr)) = ack {
-                let _ = self.socket.send_to(&ack, addr).await;
-            } else if relay.from == Leg::Callee {
-                let cseq = call.our_cseq;
-                let ack = caller_ack(local, call, cseq);
-                let _ = self.socket.send_to(&ack, call.caller_addr).await;
+            match relay.from {
+                Leg::Caller => {
+                    if let Some(out) = call.out.as_ref() {
+                        let ack = ack_for(local, out, out.cseq, &new_branch());
+                        let _ = self.socket.send_to(&ack, out.addr).await;
+                    }
+                }
+                Leg::Callee => {
+                    let ack =
+                        caller_request(local, call, "ACK", call.our_cseq, &new_branch(), &[], None);
+                    let _ = self.socket.send_to(&ack, call.caller_addr).await;
+                }
             }
         }
         let Some(call) = self.calls.get_mut(caller_id) else {
@@ -971,19 +1403,14 @@ impl Engine {
         self.send(&bytes, relay.addr).await;
     }
 
-    async fn on_attempt_response(
-        &mut self,
-        caller_id: &str,
-        resp: &Response<'_>,
-        peer: SocketAddr,
-    ) {
+    async fn on_attempt_response(&mut self, caller_id: &str, resp: &Response<'_>) {
         let local = self.local;
         let status = resp.status();
         let Some(call) = self.calls.get_mut(caller_id) else {
             return;
         };
         let Some(out) = call.out.as_mut() else { return };
-        if resp.call_id() != out.call_id {
+        if resp.call_id() != out.call_id() {
             return; // an answer from an abandoned attempt
         }
         if let Some(tag) = resp.header("To").and_then(tag_of) {
@@ -992,13 +1419,14 @@ impl Engine {
         if let Some(contact) = resp.header("Contact") {
             out.remote_target = Some(uri_of(contact));
         }
-        let _ = peer;
         if status < 200 {
             if status == 100 {
                 return;
             }
-            out.provisional = true;
-            if out.cancelled || call.phase != Phase::Setup {
+            if out.provisional_at.is_none() {
+                out.provisional_at = Some(SystemTime::now());
+            }
+            if out.abandoned_until.is_some() || call.phase != Phase::Setup {
                 return;
             }
             // Relay 18x (with early media SDP through the anchor).
@@ -1016,42 +1444,39 @@ impl Engine {
         }
         // Every final answer to our INVITE is acknowledged (non-2xx: same branch).
         let ack_branch = if (200..300).contains(&status) {
-            format!("z9hG4bK{}", random_hex())
+            new_branch()
         } else {
             out.branch.clone()
         };
-        let ack = {
-            let out = &*out;
-            ack_for(local, out, out.cseq, &ack_branch)
-        };
+        let ack = ack_for(local, out, out.cseq, &ack_branch);
         let out_addr = out.addr;
         self.send(&ack, out_addr).await;
         let Some(call) = self.calls.get_mut(caller_id) else {
             return;
         };
         let Some(out) = call.out.as_mut() else { return };
-        if out.cancelled {
+        if out.abandoned_until.is_some() {
             // Too late: the caller has gone. A 200 racing our CANCEL is ended by BYE.
             if (200..300).contains(&status) {
                 out.cseq += 1;
-                let out_ref = &*out;
-                let bye = bye_for(local, out_ref);
+                let bye = callee_request(local, out, "BYE", out.cseq, &new_branch(), &[], None);
                 self.send(&bye, out_addr).await;
             }
             if let Some(mut call) = self.calls.remove(caller_id) {
                 if let Some(out) = call.out.take() {
-                    self.by_callee.remove(&out.call_id);
+                    self.by_callee.remove(out.call_id());
                 }
                 self.close(call);
             }
             return;
         }
         if (200..300).contains(&status) {
-            call.record
-                .attempts
-                .push((out.target.clone(), Outcome::Answered));
+            let attempt = out.record(Outcome::Answered);
+            call.record.attempts.push(attempt);
             call.record.final_status = Some(status);
+            call.record.answered_at = Some(SystemTime::now());
             call.phase = Phase::Up;
+            call.hangup_at = call.plan.max_duration.map(|d| Instant::now() + d);
             arm_media_watch(call, caller_id, &self.media_stopped);
             let mut reply = Reply::new(status, "OK");
             if !resp.body().is_empty() {
@@ -1068,82 +1493,21 @@ impl Engine {
         let reason = resp.reason().into_owned();
         let outcome = Outcome::Rejected { status, reason };
         let stop = self.config.failover.ends_search(&outcome);
-        let target = out.target.clone();
-        call.record.attempts.push((target, outcome));
-        if stop {
-            self.finish_setup(caller_id, Reply::new(status, status_reason(status)))
-                .await;
-        } else {
-            self.next_attempt(caller_id).await;
+        let attempt = out.record(outcome);
+        let group = out.plan.group;
+        if let Some(old) = call.out.take() {
+            self.by_callee.remove(old.call_id());
         }
+        call.record.attempts.push(attempt);
+        if stop {
+            call.skip_group = Some(group);
+        }
+        self.next_attempt(caller_id).await;
     }
 }
 
 fn ack_for(local: SocketAddr, out: &Outbound, cseq: u32, branch: &str) -> Vec<u8> {
-    let uri = out
-        .remote_target
-        .clone()
-        .unwrap_or_else(|| out.target.uri().to_owned());
-    let to_tag = out
-        .to_tag
-        .as_ref()
-        .map(|t| format!(";tag={t}"))
-        .unwrap_or_default();
-    format!(
-        "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-         From: <sip:b2bua@{local}>;tag={ftag}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\n\
-         Content-Length: 0\r\n\r\n",
-        ftag = out.from_tag,
-        target = out.target.uri(),
-        cid = out.call_id,
-    )
-    .into_bytes()
-}
-
-fn self_ack(local: SocketAddr, out: &Outbound, cseq: u32) -> Vec<u8> {
-    ack_for(local, out, cseq, &format!("z9hG4bK{}", random_hex()))
-}
-
-fn caller_ack(local: SocketAddr, call: &Call, cseq: u32) -> Vec<u8> {
-    let from = call
-        .caller_echo
-        .to
-        .as_deref()
-        .map(uri_of)
-        .unwrap_or_default();
-    format!(
-        "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\n\
-         From: <{from}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
-        uri = call.caller_contact,
-        b = random_hex(),
-        tag = call.our_tag,
-        to = call.caller_from,
-        cid = call.record.call_id,
-    )
-    .into_bytes()
-}
-
-fn bye_for(local: SocketAddr, out: &Outbound) -> Vec<u8> {
-    let uri = out
-        .remote_target
-        .clone()
-        .unwrap_or_else(|| out.target.uri().to_owned());
-    let to_tag = out
-        .to_tag
-        .as_ref()
-        .map(|t| format!(";tag={t}"))
-        .unwrap_or_default();
-    format!(
-        "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\n\
-         From: <sip:b2bua@{local}>;tag={ftag}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} BYE\r\n\
-         Content-Length: 0\r\n\r\n",
-        b = random_hex(),
-        ftag = out.from_tag,
-        target = out.target.uri(),
-        cid = out.call_id,
-        cseq = out.cseq,
-    )
-    .into_bytes()
+    callee_request(local, out, "ACK", cseq, branch, &[], None)
 }
 
 fn status_reason(status: u16) -> &'static str {

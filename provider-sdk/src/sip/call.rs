@@ -209,6 +209,8 @@ pub enum HangupCause {
     Bye,
     /// No RTP flowed on either leg for the media timeout; both legs got BYE.
     MediaTimeout { idle: Duration },
+    /// The call reached the plan's maximum duration; both legs got BYE.
+    MaxDuration { limit: Duration },
 }
 
 /// What one leg's endpoint sent, summed over its media streams.

@@ -146,6 +146,10 @@ impl<'a> Request<'a> {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.header_values(name).next()
     }
+    /// Every header field in order: name as sent, value.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.raw.headers.iter().map(|h| (h.name, &*h.value))
+    }
     /// What a response to this request copies.
     pub fn echo(&self) -> Echo {
         let first = |n: &str| self.header(n).map(<[u8]>::to_vec);
@@ -214,6 +218,10 @@ impl<'a> Response<'a> {
             .iter()
             .find(|h| name_is(h.name, name))
             .map(|h| &*h.value)
+    }
+    /// Every header field in order: name as sent, value.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.raw.headers.iter().map(|h| (h.name, &*h.value))
     }
 }
 

@@ -61,6 +61,7 @@
 pub mod anchor;
 pub mod b2bua;
 pub mod call;
+pub mod control;
 pub mod grammar;
 pub mod listener;
 pub mod message;

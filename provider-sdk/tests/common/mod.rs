@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use provider_sdk::sip::b2bua::{B2bua, B2buaConfig, CallRecord};
+use provider_sdk::sip::control::FixedTargets;
 use provider_sdk::sip::SipTarget;
 use tokio::process::{Child, Command};
 
@@ -113,8 +114,10 @@ impl Sipp {
 }
 
 pub async fn b2bua(targets: Vec<SipTarget>, attempt_timeout: Duration) -> B2bua {
-    let mut config = B2buaConfig::loopback(targets);
-    config.attempt_timeout = attempt_timeout;
+    let config = B2buaConfig::with_control(std::sync::Arc::new(FixedTargets {
+        targets,
+        attempt_timeout,
+    }));
     B2bua::bind(config).await.expect("bind b2bua")
 }
 
@@ -127,6 +130,11 @@ pub async fn record(b2bua: &B2bua) -> CallRecord {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the B2BUA recorded no finished call");
+}
+
+/// The outcomes of a record's attempts, in order.
+pub fn outcomes(record: &CallRecord) -> Vec<provider_sdk::sip::Outcome> {
+    record.attempts.iter().map(|a| a.outcome.clone()).collect()
 }
 
 /// Waits until the callee is listening (SIPp needs a moment to bind).
