@@ -8,6 +8,8 @@
 //!   EdDSA), and their verification by the carrying provider.
 //! - [`sip`]: the SIP layer (validation, B2BUA building blocks, OPTIONS prober).
 //!   SIP library types stay inside this module.
+//! - [`select`]: provider selection by unit cost and latency, with the
+//!   decision kept for every call.
 //! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
 
 pub mod media;
@@ -15,5 +17,6 @@ pub mod money;
 pub mod number;
 pub mod pki;
 pub mod ratedeck;
+pub mod select;
 pub mod sip;
 pub mod ticket;
