@@ -43,7 +43,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::money::{check_price, parse_price};
-use crate::number::Prefix;
+use crate::number::{Prefix, E164};
 
 #[doc(hidden)]
 pub mod synth;
@@ -91,6 +91,31 @@ pub struct RateEntry {
 #[serde(transparent)]
 pub struct RateDeck {
     entries: Vec<RateEntry>,
+}
+
+/// The rates of a deck in effect at one moment, for longest-prefix lookups
+/// (a provider checking a ticket's price against its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateTable {
+    entries: HashMap<Prefix, RateEntry>,
+}
+
+impl RateTable {
+    /// The entry of the longest prefix matching `number`.
+    pub fn lookup(&self, number: &E164) -> Option<&RateEntry> {
+        (1..=number.len())
+            .rev()
+            .filter_map(|len| Prefix::of_number(number, len))
+            .find_map(|p| self.entries.get(&p))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// A change to a deck: entries to add or replace (matched by prefix and
@@ -291,6 +316,28 @@ impl RateDeck {
             .collect();
         entries.extend(delta.upsert.iter().cloned());
         RateDeck { entries }
+    }
+
+    /// The rates in effect at `at`: per prefix, the entry with the latest
+    /// `effective_from` not after `at` (entries without one are in effect
+    /// from the start). Prefixes with only future entries are left out, so
+    /// a number then matches a shorter prefix, as central's route index does.
+    pub fn effective_at(&self, at: DateTime<Utc>) -> RateTable {
+        let mut by_prefix: HashMap<Prefix, &RateEntry> = HashMap::new();
+        for e in &self.entries {
+            if e.effective_from.is_some_and(|f| f > at) {
+                continue;
+            }
+            let newer = by_prefix
+                .get(&e.prefix)
+                .is_none_or(|old| old.effective_from < e.effective_from);
+            if newer {
+                by_prefix.insert(e.prefix, e);
+            }
+        }
+        RateTable {
+            entries: by_prefix.into_iter().map(|(p, e)| (p, e.clone())).collect(),
+        }
     }
 
     pub fn entries(&self) -> &[RateEntry] {

@@ -293,3 +293,26 @@ fn synthetic_decks_parse_back() {
     assert_eq!(numbers.len(), 100);
     assert!(numbers.iter().all(|n| n.digits().starts_with("49")));
 }
+
+#[test]
+fn effective_rates_are_looked_up_by_longest_prefix() {
+    let deck = RateDeck::parse_csv(
+        b"49,0.02,0,60,60,,\n4930,0.01,0,30,6,,\n4930,0.009,0,30,6,2027-01-01T00:00:00Z,\n4989,0.5,0,1,1,2030-01-01T00:00:00Z,\n",
+    )
+    .unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let number = |s: &str| s.parse::<crate::number::E164>().unwrap();
+    let now = deck.effective_at(at("2026-06-01T00:00:00Z"));
+    assert_eq!(now.len(), 2, "the Munich prefix has only a future entry");
+    let berlin = now.lookup(&number("+4930123456")).unwrap();
+    assert_eq!(berlin.rate_per_minute.to_string(), "0.01");
+    // Only a future entry for 4989: the number falls back to 49.
+    let munich = now.lookup(&number("+4989123456")).unwrap();
+    assert_eq!(munich.prefix.digits(), "49");
+    assert!(now.lookup(&number("+33123456789")).is_none());
+    let later = deck.effective_at(at("2027-02-01T00:00:00Z"));
+    assert_eq!(
+        later.lookup(&number("+4930123456")).unwrap().rate_per_minute.to_string(),
+        "0.009"
+    );
+}
