@@ -109,6 +109,9 @@ pub use verify::{
 
 /// The SIP header that carries the ticket on an INVITE.
 pub const TICKET_HEADER: &str = "X-LCR-Ticket";
+/// The SIP header that carries the payer's usage receipt, on the payer's
+/// BYE or on its 200 to the provider's BYE.
+pub const RECEIPT_HEADER: &str = "X-LCR-Receipt";
 /// Largest ticket or receipt accepted, checked before any decoding.
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// PASSporT `ppt` of a ticket.
