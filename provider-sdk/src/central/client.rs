@@ -236,7 +236,7 @@ impl CentralClient {
             .await
             .map_err(|e| self.transport_error(&e, timeout))?;
         let status = response.status();
-        let body = read_body(response, path).await.map_err(|e| match e {
+        let body = read_body(response).await.map_err(|e| match e {
             BodyError::Transport(e) => self.transport_error(&e, timeout),
             BodyError::TooLong => CentralError::BadAnswer {
                 path: path.to_owned(),
@@ -333,7 +333,7 @@ enum BodyError {
     TooLong,
 }
 
-async fn read_body(mut response: reqwest::Response, _path: &str) -> Result<Bytes, BodyError> {
+async fn read_body(mut response: reqwest::Response) -> Result<Bytes, BodyError> {
     if response
         .content_length()
         .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)

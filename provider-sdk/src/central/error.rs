@@ -197,7 +197,7 @@ impl CentralError {
 
 /// 408, 429 and 5xx: worth retrying. Everything else is an answer.
 pub(crate) fn status_is_transient(status: u16) -> bool {
-    status == 408 || status == 429 || status >= 500 || status < 400
+    status == 408 || status == 429 || !(400..500).contains(&status)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@
 //! # Modules
 //!
 //! - [`client`]: [`CentralClient`], [`ClientBuilder`], [`Timeouts`], [`Health`].
-//! - [`enroll`]: [`enroll()`], [`ensure_enrolled`], [`EnrollmentConfig`], [`Enrolled`].
+//! - [`enroll`](mod@enroll): [`enroll()`], [`ensure_enrolled`], [`EnrollmentConfig`], [`Enrolled`].
 //! - [`rates`]: [`RateUpload`], [`RateVersion`].
 //! - [`routes`]: [`RouteQuery`], [`Route`], [`SipAddress`], [`Transport`].
 //! - [`certificates`]: [`CertificateInfo`], [`CertificateState`].

@@ -160,6 +160,12 @@ struct Inner {
     failed_attempts: AtomicU64,
 }
 
+/// Decrements a gauge without wrapping below zero (files removed by hand
+/// are noticed late).
+fn decrement(gauge: &AtomicU64) {
+    let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+}
+
 /// `<uuid>.json`: the name of a queued submission.
 fn queued_id(name: &str) -> Option<Uuid> {
     let stem = name.strip_suffix(".json")?;
@@ -368,7 +374,25 @@ impl Inner {
                 Err(ReadError::Corrupt(why)) => self.set_aside_corrupt(&path, &name, &why, counted),
             }
         }
+        if items.is_empty() {
+            self.recount();
+        }
         items
+    }
+
+    /// Sets the `queued` gauge from the spool itself (it drifts when files
+    /// are removed or moved back by hand). Under the spool lock, so a push
+    /// is counted either by the listing or by its own increment, not both.
+    fn recount(&self) {
+        let _spool = self.spool.lock();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let n = entries
+            .filter_map(Result::ok)
+            .filter(|e| queued_id(&e.file_name().to_string_lossy()).is_some())
+            .count();
+        self.queued.store(n as u64, Ordering::Relaxed);
     }
 
     fn set_aside_corrupt(&self, path: &Path, name: &str, why: &str, counted: bool) {
@@ -382,7 +406,7 @@ impl Inner {
             Ok(dest) => {
                 self.corrupt.fetch_add(1, Ordering::Relaxed);
                 if counted {
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    decrement(&self.queued);
                 }
                 tracing::error!(file = %path.display(), moved_to = %dest.display(), problem = %why,
                     "unreadable file in the ticket spool moved aside");
@@ -401,14 +425,16 @@ impl Inner {
             match outcome {
                 SubmissionOutcome::Recorded(r) => match std::fs::remove_file(&item.path) {
                     Ok(()) => {
-                        self.queued.fetch_sub(1, Ordering::Relaxed);
+                        decrement(&self.queued);
                         self.sent.fetch_add(1, Ordering::Relaxed);
                         if r.duplicate {
                             self.duplicates.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    // Already gone (removed by hand): nothing to do.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // Already gone (removed by hand).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        decrement(&self.queued);
+                    }
                     Err(e) => {
                         // Central has it; sending it again gets a duplicate.
                         tracing::error!(file = %item.path.display(), error = %e,
@@ -450,7 +476,7 @@ impl Inner {
             &reason,
         ) {
             Ok(dest) => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
+                decrement(&self.queued);
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(ticket = %item.id, status = refusal.status,
                     reason = refusal.reason.as_deref().unwrap_or(""), detail = %refusal.detail,
@@ -744,6 +770,81 @@ mod tests {
             let d = jittered(Duration::from_millis(1000));
             assert!(d >= Duration::from_millis(500) && d <= Duration::from_millis(1000));
         }
+    }
+
+    fn submission(jti: Uuid, tid: Uuid) -> Submission {
+        use crate::ticket::{RateTerms, Ticket, TicketSigner, UsageReceipt};
+        let payer = TicketSigner::new(crate::pki::ParticipantKey::generate(), "https://c");
+        let carrier = TicketSigner::new(crate::pki::ParticipantKey::generate(), "https://c");
+        let ticket = Ticket {
+            iss: 1,
+            payer: "home".into(),
+            aud: 2,
+            orig: "+4930123456".parse().unwrap(),
+            dest: "+33639980001".parse().unwrap(),
+            call_id: "x@127.0.0.1".into(),
+            rate: RateTerms {
+                per_minute: "0.01".parse().unwrap(),
+                connect_fee: "0".parse().unwrap(),
+                first_increment: 1,
+                next_increment: 1,
+                currency: "EUR".parse().unwrap(),
+                version: 1,
+            },
+            iat: 1_000,
+            exp: 1_060,
+            jti,
+        };
+        let receipt = UsageReceipt {
+            iss: 1,
+            aud: 2,
+            tid,
+            answer: 1_010,
+            end: 1_030,
+            billable: 20,
+            iat: 1_031,
+        };
+        let payer_receipt = payer.sign_receipt(&receipt).unwrap();
+        Submission {
+            ticket: payer.sign_ticket(&ticket).unwrap(),
+            provider_receipt: carrier.countersign_receipt(&payer_receipt).unwrap(),
+            receipt: Some(payer_receipt),
+        }
+    }
+
+    #[test]
+    fn pushes_are_on_disk_idempotent_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SubmissionQueue::open(dir.path(), QueueOptions::default()).unwrap();
+        let id = Uuid::now_v7();
+        let s = submission(id, id);
+        assert_eq!(q.push_blocking(s.clone()).unwrap(), id);
+        let stored: Submission =
+            serde_json::from_slice(&std::fs::read(dir.path().join(file_name(id))).unwrap())
+                .unwrap();
+        assert_eq!(stored, s);
+        assert_eq!(q.push_blocking(s.clone()).unwrap(), id);
+        assert_eq!(q.counts().queued, 1);
+        assert!(matches!(
+            q.push_blocking(submission(id, id)),
+            Err(QueueError::Conflict(c)) if c == id
+        ));
+        // Receipts for another ticket are not a submission.
+        let other = Uuid::now_v7();
+        assert!(matches!(
+            q.push_blocking(submission(other, Uuid::now_v7())),
+            Err(QueueError::Invalid(TicketError::ReceiptTicketMismatch(_)))
+        ));
+        let mut swapped = submission(other, other);
+        std::mem::swap(&mut swapped.ticket, &mut swapped.provider_receipt);
+        assert!(matches!(
+            q.push_blocking(swapped),
+            Err(QueueError::Invalid(TicketError::WrongTokenType { .. }))
+        ));
+        assert_eq!(q.counts().queued, 1);
+        drop(q);
+        let q = SubmissionQueue::open(dir.path(), QueueOptions::default()).unwrap();
+        assert_eq!(q.counts().queued, 1);
     }
 
     #[test]
