@@ -4,6 +4,9 @@
 //!   prices, and rate decks (what a provider charges per destination prefix).
 //! - [`pki`]: Ed25519 keys, certificate requests and verification against
 //!   central's pinned root, and rustls configurations for mutual TLS.
+//! - [`central`]: the client of central: enrollment, rate publishing, route
+//!   queries, certificates (cached, honouring revocation) and a durable
+//!   queue of ticket submissions.
 //! - [`ticket`]: signed call tickets and usage receipts (compact JWS with
 //!   EdDSA), and their verification by the carrying provider.
 //! - [`sip`]: the SIP layer (validation, B2BUA building blocks, OPTIONS prober).
@@ -12,6 +15,7 @@
 //!   decision kept for every call.
 //! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
 
+pub mod central;
 pub mod media;
 pub mod money;
 pub mod number;
