@@ -16,6 +16,7 @@
 //! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
 
 pub mod central;
+pub mod gateway;
 pub mod media;
 pub mod money;
 pub mod number;

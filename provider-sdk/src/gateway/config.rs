@@ -152,11 +152,10 @@ impl GatewayConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut config: GatewayConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            })?;
+        let mut config: GatewayConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         config.apply_env(|name| std::env::var(name).ok())?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
@@ -219,14 +218,19 @@ impl GatewayConfig {
             ));
         }
         if self.sip.setup_timeout_secs == 0 || self.sip.answer_timeout_secs == 0 {
-            return Err(ConfigError::Invalid("SIP timeouts must be at least 1 s".into()));
+            return Err(ConfigError::Invalid(
+                "SIP timeouts must be at least 1 s".into(),
+            ));
         }
         Ok(())
     }
 
     /// The termination target for a dialed number.
     pub fn termination_for(&self, number: &E164) -> Result<SipTarget, ConfigError> {
-        let uri = self.sip.termination.replace("{number}", &number.to_string());
+        let uri = self
+            .sip
+            .termination
+            .replace("{number}", &number.to_string());
         SipTarget::parse(&uri)
             .map_err(|e| ConfigError::Invalid(format!("sip.termination {uri:?}: {e}")))
     }
@@ -282,7 +286,9 @@ spool = "spool"
         assert_eq!(c.ledger.spool, dir.path().join("spool"));
         assert_eq!(c.media_ports(), 40000..=40999);
         assert_eq!(c.answer_timeout(), Duration::from_secs(90));
-        let t = c.termination_for(&"+441632960001".parse().unwrap()).unwrap();
+        let t = c
+            .termination_for(&"+441632960001".parse().unwrap())
+            .unwrap();
         assert_eq!(t.uri(), "sip:+441632960001@127.0.0.1:5090");
     }
 
@@ -291,10 +297,19 @@ spool = "spool"
         let dir = tempfile::tempdir().unwrap();
         let cases = [
             (SAMPLE.replace("{number}@", "x@"), "must contain {number}"),
-            (SAMPLE.replace("listen = \"127.0.0.1:5071\"", "listen = \"nowhere\""), "listen"),
+            (
+                SAMPLE.replace("listen = \"127.0.0.1:5071\"", "listen = \"nowhere\""),
+                "listen",
+            ),
             (format!("{SAMPLE}\n[extra]\nx = 1\n"), "unknown field"),
-            (SAMPLE.replace("currency = \"EUR\"", "currency = \"euro\""), "currency"),
-            (SAMPLE.replace("sip:{number}", "tel:{number}"), "sip.termination"),
+            (
+                SAMPLE.replace("currency = \"EUR\"", "currency = \"euro\""),
+                "currency",
+            ),
+            (
+                SAMPLE.replace("sip:{number}", "tel:{number}"),
+                "sip.termination",
+            ),
         ];
         for (text, expected) in cases {
             let err = GatewayConfig::load(&write(dir.path(), &text)).unwrap_err();

@@ -55,7 +55,13 @@ pub(crate) struct GatewayControl {
 fn refuse(status: u16, reason: &str, why: &str) -> Routing {
     let why: String = why
         .chars()
-        .map(|c| if c == '"' || c == '\\' || c.is_control() { '\'' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '\''
+            } else {
+                c
+            }
+        })
         .collect();
     Routing::Reject(
         Reply::new(status, reason).header("Warning", format!("399 provider-gateway \"{why}\"")),
@@ -155,7 +161,11 @@ impl GatewayControl {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "termination target");
-                return refuse(500, "Server Internal Error", "termination target misconfigured");
+                return refuse(
+                    500,
+                    "Server Internal Error",
+                    "termination target misconfigured",
+                );
             }
         };
         tracing::info!(
@@ -249,8 +259,16 @@ fn ticket_refused(e: &TicketError) -> Routing {
         TicketError::CertificateUnavailable(_) => 503,
         _ => 403,
     };
-    let reason = if status == 503 { "Service Unavailable" } else { "Forbidden" };
-    match refuse(status, reason, &format!("ticket refused: {}: {e}", e.code())) {
+    let reason = if status == 503 {
+        "Service Unavailable"
+    } else {
+        "Forbidden"
+    };
+    match refuse(
+        status,
+        reason,
+        &format!("ticket refused: {}: {e}", e.code()),
+    ) {
         Routing::Reject(r) => Routing::Reject(r.header("X-LCR-Ticket-Error", e.code())),
         other => other,
     }

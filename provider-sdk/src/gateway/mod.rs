@@ -33,9 +33,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use config::{
-    ConfigError, GatewayConfig, LedgerConfig, MediaConfig, RatesConfig, SipConfig,
-};
+pub use config::{ConfigError, GatewayConfig, LedgerConfig, MediaConfig, RatesConfig, SipConfig};
 pub use control::GatewayCounts;
 
 use crate::central::{
@@ -87,12 +85,11 @@ impl Gateway {
     /// Enrolls (or reuses the stored credential), publishes the deck when
     /// configured, opens the ledger queue and starts listening.
     pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
-        let deck_text = std::fs::read_to_string(&config.rates.deck).map_err(|e| {
-            GatewayError::Deck {
+        let deck_text =
+            std::fs::read_to_string(&config.rates.deck).map_err(|e| GatewayError::Deck {
                 path: config.rates.deck.display().to_string(),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let deck = RateDeck::parse_csv(deck_text.as_bytes()).map_err(|e| GatewayError::Deck {
             path: config.rates.deck.display().to_string(),
             detail: e.to_string(),
@@ -107,7 +104,11 @@ impl Gateway {
             .build()?;
         let rate_version = if config.rates.publish {
             let v = central.publish_rates(RateUpload::Csv(&deck_text)).await?;
-            tracing::info!(version = v.version, lines = v.line_count, "rate deck published");
+            tracing::info!(
+                version = v.version,
+                lines = v.line_count,
+                "rate deck published"
+            );
             Some(v.version)
         } else {
             None
@@ -135,13 +136,17 @@ impl Gateway {
             deck,
             queue.clone(),
         ));
-        let mut b2bua_config = B2buaConfig::with_control(Arc::new(control::Control(control.clone())));
+        let mut b2bua_config =
+            B2buaConfig::with_control(Arc::new(control::Control(control.clone())));
         b2bua_config.bind = listen;
         b2bua_config.media = RelayAnchor::factory(relay);
         b2bua_config.capture_headers = vec![RECEIPT_HEADER.to_owned()];
         let b2bua = B2bua::bind(b2bua_config)
             .await
-            .map_err(|source| GatewayError::Sip { addr: listen, source })?;
+            .map_err(|source| GatewayError::Sip {
+                addr: listen,
+                source,
+            })?;
         tracing::info!(provider_id, sip = %b2bua.local_addr(), "gateway running");
         Ok(Gateway {
             b2bua,

@@ -312,7 +312,11 @@ fn effective_rates_are_looked_up_by_longest_prefix() {
     assert!(now.lookup(&number("+33123456789")).is_none());
     let later = deck.effective_at(at("2027-02-01T00:00:00Z"));
     assert_eq!(
-        later.lookup(&number("+4930123456")).unwrap().rate_per_minute.to_string(),
+        later
+            .lookup(&number("+4930123456"))
+            .unwrap()
+            .rate_per_minute
+            .to_string(),
         "0.009"
     );
 }

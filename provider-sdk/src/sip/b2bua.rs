@@ -721,9 +721,10 @@ fn final_answer(attempts: &[AttemptRecord], failover: &FailoverPolicy) -> Reply 
             .header("Reason", "SIP;cause=480;text=\"no answer\"");
     }
     match attempts.last().map(|a| &a.outcome) {
-        Some(Outcome::Rejected { status, .. }) if matches!(status, 401 | 403 | 407) => {
-            Reply::new(503, "Service Unavailable")
-        }
+        Some(Outcome::Rejected {
+            status: 401 | 403 | 407,
+            ..
+        }) => Reply::new(503, "Service Unavailable"),
         Some(Outcome::Rejected { status, reason }) if *status >= 400 => {
             Reply::new(*status, non_empty_reason(*status, reason))
         }

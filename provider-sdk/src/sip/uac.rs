@@ -68,7 +68,7 @@ pub struct CallFailed {
 /// An answered call: the dialog with the attempt that answered.
 pub struct AnsweredCall {
     uac: Uac,
-    dialog: Dialog,
+    dialog: Box<Dialog>,
     /// Every attempt in order; the last one is the answered one.
     pub attempts: Vec<AttemptRecord>,
     /// The answer's SDP.
@@ -196,7 +196,7 @@ enum Recv {
 /// What one attempt came to.
 enum AttemptEnd {
     Answered {
-        dialog: Dialog,
+        dialog: Box<Dialog>,
         sdp: Vec<u8>,
         record: AttemptRecord,
     },
@@ -425,7 +425,7 @@ impl Uac {
                         self.send(&ack, addr).await;
                         let sdp = resp.body().to_vec();
                         return AttemptEnd::Answered {
-                            dialog,
+                            dialog: Box::new(dialog),
                             sdp,
                             record: record(Outcome::Answered, provisional_at),
                         };
