@@ -13,10 +13,16 @@
 //! | unknown key (404) | `negative_ttl` | unknown key | unavailable until fetched again |
 //! | nothing yet | — | unavailable | — |
 //!
-//! So a revocation is seen at most `ttl` after it happened, a stale entry
-//! is never served as valid (a ticket whose signer's certificate cannot be
-//! refreshed is refused with "certificate unavailable"), and a revocation
-//! is never forgotten while the entry is held. When the cache is full,
+//! So a revocation is seen at most `ttl` after it happened, and a revocation
+//! is never forgotten while the entry is held. A stale "valid" entry is
+//! served only while central is *unreachable* (the refresh failed with a
+//! transient error), for at most `stale_if_unreachable` past its TTL: a
+//! central outage must not stop every call of the network, and a
+//! certificate revoked during the outage is seen once central answers
+//! again. While central is unreachable, a refresh is retried at most every
+//! `retry_unreachable` so call setup does not wait on it every time.
+//! Set `stale_if_unreachable` to zero to refuse instead ("certificate
+//! unavailable"). When the cache is full,
 //! entries are dropped (stale ones first); a dropped entry reads as
 //! "unavailable", never as valid, so eviction cannot undo a revocation.
 
@@ -39,6 +45,11 @@ pub struct CacheSettings {
     pub negative_ttl: Duration,
     /// Most keys held.
     pub capacity: usize,
+    /// How long past `ttl` a valid entry is still served while central
+    /// cannot be reached.
+    pub stale_if_unreachable: Duration,
+    /// While central cannot be reached, how often a refresh is tried.
+    pub retry_unreachable: Duration,
 }
 
 impl Default for CacheSettings {
@@ -47,15 +58,26 @@ impl Default for CacheSettings {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(10),
             capacity: 10_000,
+            stale_if_unreachable: Duration::from_secs(3600),
+            retry_unreachable: Duration::from_secs(10),
         }
     }
 }
 
 #[derive(Debug)]
 enum Entry {
-    Current { der: Vec<u8>, fetched: Instant },
-    Revoked { der: Vec<u8> },
-    Unknown { fetched: Instant },
+    Current {
+        der: Vec<u8>,
+        fetched: Instant,
+        /// The last refresh failed because central was unreachable.
+        unreachable_at: Option<Instant>,
+    },
+    Revoked {
+        der: Vec<u8>,
+    },
+    Unknown {
+        fetched: Instant,
+    },
 }
 
 /// Certificates by key id as central last described them; see the module
@@ -101,6 +123,53 @@ impl CertificateCache {
         self.entries.lock().remove(kid);
     }
 
+    /// A stale valid entry still usable because central is unreachable.
+    fn served_stale(&self, entry: &Entry, now: Instant) -> bool {
+        match entry {
+            Entry::Current {
+                fetched,
+                unreachable_at: Some(_),
+                ..
+            } => {
+                now.duration_since(*fetched)
+                    < self.settings.ttl + self.settings.stale_if_unreachable
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a refresh should wait (central was unreachable moments ago).
+    fn retry_later(&self, entry: &Entry, now: Instant) -> bool {
+        match entry {
+            Entry::Current {
+                unreachable_at: Some(at),
+                ..
+            } => {
+                self.served_stale(entry, now)
+                    && now.duration_since(*at) < self.settings.retry_unreachable
+            }
+            _ => false,
+        }
+    }
+
+    /// Central could not be reached to refresh `kid`: its valid entry may
+    /// be served stale (see the module docs).
+    pub(crate) fn mark_unreachable(&self, kid: &KeyId) {
+        if let Some(Entry::Current { unreachable_at, .. }) = self.entries.lock().get_mut(kid) {
+            *unreachable_at = Some(Instant::now());
+        }
+    }
+
+    /// Whether [`prefetch`](super::CentralClient::prefetch) should skip
+    /// central now: the entry is fresh, or central was unreachable moments ago.
+    pub(crate) fn skip_fetch(&self, kid: &KeyId) -> bool {
+        let now = Instant::now();
+        self.entries
+            .lock()
+            .get(kid)
+            .is_some_and(|e| self.fresh(e, now) || self.retry_later(e, now))
+    }
+
     fn fresh(&self, entry: &Entry, now: Instant) -> bool {
         match entry {
             Entry::Current { fetched, .. } => now.duration_since(*fetched) < self.settings.ttl,
@@ -127,6 +196,7 @@ impl CertificateCache {
             Some(s) => Entry::Current {
                 der: s.der,
                 fetched: now,
+                unreachable_at: None,
             },
         };
         entries.insert(kid.clone(), entry);
@@ -163,10 +233,14 @@ impl CertificateSource for CertificateCache {
                 der: der.clone(),
                 revoked: true,
             }),
-            Some(e @ Entry::Current { der, .. }) if self.fresh(e, now) => Ok(CertificateStatus {
-                der: der.clone(),
-                revoked: false,
-            }),
+            Some(e @ Entry::Current { der, .. })
+                if self.fresh(e, now) || self.served_stale(e, now) =>
+            {
+                Ok(CertificateStatus {
+                    der: der.clone(),
+                    revoked: false,
+                })
+            }
             Some(e @ Entry::Unknown { .. }) if self.fresh(e, now) => {
                 Err(CertificateLookupError::Unknown)
             }
@@ -201,7 +275,35 @@ mod tests {
             ttl: Duration::from_millis(ttl_ms),
             negative_ttl: Duration::from_millis(negative_ms),
             capacity,
+            stale_if_unreachable: Duration::ZERO,
+            retry_unreachable: Duration::ZERO,
         })
+    }
+
+    #[test]
+    fn a_valid_entry_is_served_stale_only_while_central_is_unreachable() {
+        let c = CertificateCache::new(CacheSettings {
+            ttl: Duration::from_millis(20),
+            negative_ttl: Duration::from_millis(20),
+            capacity: 10,
+            stale_if_unreachable: Duration::from_secs(3600),
+            retry_unreachable: Duration::from_secs(3600),
+        });
+        c.record(&kid(1), status(false));
+        std::thread::sleep(Duration::from_millis(30));
+        // Stale, and nobody said central is down: unavailable, fetch again.
+        assert!(c.certificate(&kid(1)).is_err());
+        assert!(!c.skip_fetch(&kid(1)));
+        // The refresh failed for want of central: served, retried later.
+        c.mark_unreachable(&kid(1));
+        assert_eq!(c.certificate(&kid(1)).unwrap().revoked, false);
+        assert!(c.skip_fetch(&kid(1)));
+        // Central answers again and says revoked: revoked at once.
+        c.record(&kid(1), status(true));
+        assert!(c.certificate(&kid(1)).unwrap().revoked);
+        // An unknown key is never served stale.
+        c.mark_unreachable(&kid(2));
+        assert!(c.certificate(&kid(2)).is_err());
     }
 
     #[test]

@@ -135,10 +135,12 @@ impl CentralClient {
     /// Makes sure the [certificate cache](Self::certificate_cache) can
     /// answer for `kid`: nothing to do while its entry is fresh; otherwise
     /// fetches it from central. "Unknown key" is an answer (remembered for
-    /// the negative TTL), not an error. On error the cache is left as it
-    /// was (a stale entry stays unusable, never served as valid).
+    /// the negative TTL), not an error. When central cannot be reached a
+    /// valid entry is marked so that it may be served stale for a while
+    /// (see [`CertificateCache`](super::CertificateCache)); other errors
+    /// leave the cache as it was.
     pub async fn prefetch(&self, kid: &KeyId) -> Result<(), CentralError> {
-        if self.certificate_cache().is_fresh(kid) {
+        if self.certificate_cache().skip_fetch(kid) {
             return Ok(());
         }
         match self.certificate(kid).await {
@@ -150,7 +152,16 @@ impl CentralClient {
                 self.certificate_cache().record(kid, None);
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                if matches!(
+                    e,
+                    CentralError::Unreachable { .. } | CentralError::Timeout { .. }
+                ) || e.status().is_some_and(|s| s >= 500)
+                {
+                    self.certificate_cache().mark_unreachable(kid);
+                }
+                Err(e)
+            }
         }
     }
 
