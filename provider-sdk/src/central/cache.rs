@@ -296,7 +296,7 @@ mod tests {
         assert!(!c.skip_fetch(&kid(1)));
         // The refresh failed for want of central: served, retried later.
         c.mark_unreachable(&kid(1));
-        assert_eq!(c.certificate(&kid(1)).unwrap().revoked, false);
+        assert!(!c.certificate(&kid(1)).unwrap().revoked);
         assert!(c.skip_fetch(&kid(1)));
         // Central answers again and says revoked: revoked at once.
         c.record(&kid(1), status(true));
