@@ -11,11 +11,15 @@
 //!   EdDSA), and their verification by the carrying provider.
 //! - [`sip`]: the SIP layer (validation, B2BUA building blocks, OPTIONS prober).
 //!   SIP library types stay inside this module.
+//! - [`gateway`]: the reference terminating-provider gateway (binary
+//!   `provider-gateway`).
+//! - [`dialer`]: a payer placing its own call (binary `dial`).
 //! - [`select`]: provider selection by unit cost and latency, with the
 //!   decision kept for every call.
 //! - [`media`]: the RTP relay, SDP rewriting and per-leg media statistics.
 
 pub mod central;
+pub mod dialer;
 pub mod gateway;
 pub mod media;
 pub mod money;

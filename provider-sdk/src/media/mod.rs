@@ -60,12 +60,60 @@
 //! - **Threads**: `workers` forwarding threads (default one per core), each an
 //!   epoll loop using `recvmmsg`/`sendmmsg`; a call's sockets all live on one thread.
 //!   Linux only.
+//!
+//! # Audio for a user agent
+//!
+//! A SIP user agent (the dialer) that plays a WAV file into a call and
+//! records the other side uses four more modules:
+//!
+//! - [`g711`]: [`Codec`] (PCMU/PCMA) encodes and decodes 16-bit samples.
+//! - [`wav`]: [`read_wav`] accepts 8 kHz mono 16-bit PCM or G.711 WAV files
+//!   and explains, with a `sox` command, what to do with any other;
+//!   [`write_wav`] writes 8 kHz mono 16-bit PCM.
+//! - [`ua_sdp`]: [`SdpOffer`] writes the INVITE's offer (PCMU, PCMA,
+//!   telephone-event) and reads the answer into an [`SdpAnswer`].
+//! - [`endpoint`]: [`RtpEndpoint`] sends the samples as 20 ms RTP packets
+//!   and records what arrives on the same socket, latching onto the peer's
+//!   real address (symmetric RTP).
+//!
+//! ```no_run
+//! use std::net::SocketAddrV4;
+//! use std::path::Path;
+//! use provider_sdk::media::{read_wav, write_wav, EndpointConfig, RtpEndpoint, SdpOffer};
+//! use tokio_util::sync::CancellationToken;
+//! # async fn send_invite(_offer: &str) -> Vec<u8> { Vec::new() }
+//! # async fn call() -> Result<(), Box<dyn std::error::Error>> {
+//! let audio = read_wav(Path::new("prompt.wav"))?;
+//! let socket = tokio::net::UdpSocket::bind("192.0.2.10:40000").await?;
+//! let offer = SdpOffer::new(SocketAddrV4::new([192, 0, 2, 10].into(), 40000));
+//! let answer_body = send_invite(&offer.to_sdp()).await; // the 200 OK's SDP
+//! let answer = offer.parse_answer(&answer_body)?;
+//! let hangup = CancellationToken::new(); // cancelled when a BYE arrives
+//! let media = RtpEndpoint::start(socket, EndpointConfig::from_answer(&answer), audio, &hangup);
+//! media.playback_finished().await; // the whole file was sent (or the call ended)
+//! let report = media.stop().await?;
+//! write_wav(Path::new("recording.wav"), &report.recording)?;
+//! println!("sent {} packets, lost {}", report.sent.packets, report.received.rtp.lost);
+//! # Ok(()) }
+//! ```
 
+pub mod endpoint;
+pub mod g711;
 pub mod ports;
 pub mod relay;
 pub mod rtp_stats;
 pub mod sdp_rewrite;
+pub mod ua_sdp;
+pub mod wav;
 mod worker;
+
+pub use endpoint::{
+    AfterAudio, EndpointConfig, EndpointError, EndpointReport, ReceivedStats, RtpEndpoint,
+    SentStats,
+};
+pub use g711::Codec;
+pub use ua_sdp::{AnswerError, SdpAnswer, SdpOffer};
+pub use wav::{encode_wav, read_wav, read_wav_bytes, write_wav, WavError, WavFormat};
 
 pub use relay::{
     CallMedia, Leg, LegStats, MediaRelay, MediaTimeout, PacketCounters, RelayConfig, StreamStats,
