@@ -12,6 +12,8 @@ use provider_sdk::sip::control::FixedTargets;
 use provider_sdk::sip::SipTarget;
 use tokio::process::{Child, Command};
 
+pub mod network;
+
 pub const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
 
 pub fn sipp() -> &'static str {
@@ -29,6 +31,16 @@ pub fn scenario(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../ops/sipp")
         .join(name)
+}
+
+/// The first port of 20 free-looking ports for a media relay: spread by
+/// process id and a counter so parallel tests and test binaries rarely meet.
+pub fn free_port_pair_base() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 50;
+    let pid = (std::process::id() % 40) as u16;
+    20000 + pid * 1000 + slot * 20
 }
 
 /// A currently free UDP port on loopback (SIPp needs a number up front).
