@@ -53,7 +53,11 @@ fn sun_alaw(pcm: i16) -> u8 {
     if seg >= 8 {
         return (0x7f ^ mask) as u8;
     }
-    let quant = if seg < 2 { (v >> 1) & 0xf } else { (v >> seg) & 0xf };
+    let quant = if seg < 2 {
+        (v >> 1) & 0xf
+    } else {
+        (v >> seg) & 0xf
+    };
     (((seg << 4) | quant) ^ mask) as u8
 }
 
@@ -122,8 +126,16 @@ fn g711_encoders_match_the_reference_for_every_input() {
 #[test]
 fn g711_decoders_match_the_reference_for_every_code() {
     for code in 0..=255u8 {
-        assert_eq!(Codec::Pcmu.decode_sample(code), sun_ulaw_decode(code), "µ-law {code:#04x}");
-        assert_eq!(Codec::Pcma.decode_sample(code), sun_alaw_decode(code), "A-law {code:#04x}");
+        assert_eq!(
+            Codec::Pcmu.decode_sample(code),
+            sun_ulaw_decode(code),
+            "µ-law {code:#04x}"
+        );
+        assert_eq!(
+            Codec::Pcma.decode_sample(code),
+            sun_alaw_decode(code),
+            "A-law {code:#04x}"
+        );
     }
 }
 
@@ -197,10 +209,15 @@ fn g711_round_trips() {
             // Half a quantisation step: at most 1/32 of the magnitude plus the
             // smallest step, and near full scale the codes' range ends at 32124/32256.
             let bound = i32::from(x).abs() / 32 + 16;
-            assert!(err <= bound || i32::from(x).abs() > 32000, "{codec} {x} -> {back}");
+            assert!(
+                err <= bound || i32::from(x).abs() > 32000,
+                "{codec} {x} -> {back}"
+            );
         }
     }
-    let pcm: Vec<i16> = (0..800).map(|i| ((i * 97) % 20000 - 10000) as i16).collect();
+    let pcm: Vec<i16> = (0..800)
+        .map(|i| ((i * 97) % 20000 - 10000) as i16)
+        .collect();
     for codec in Codec::ALL {
         let encoded = codec.encode(&pcm);
         assert_eq!(encoded.len(), pcm.len());
@@ -280,10 +297,19 @@ fn wav_write_and_read_back() {
     assert_eq!(read_wav(&path).unwrap(), samples);
     // hound reads what was written as 8 kHz mono 16-bit.
     let spec = hound::WavReader::open(&path).unwrap().spec();
-    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (8000, 1, 16)
+    );
     // In memory too, and an empty recording is a valid file.
-    assert_eq!(read_wav_bytes(&encode_wav(&samples).unwrap()).unwrap(), samples);
-    assert_eq!(read_wav_bytes(&encode_wav(&[]).unwrap()).unwrap(), Vec::<i16>::new());
+    assert_eq!(
+        read_wav_bytes(&encode_wav(&samples).unwrap()).unwrap(),
+        samples
+    );
+    assert_eq!(
+        read_wav_bytes(&encode_wav(&[]).unwrap()).unwrap(),
+        Vec::<i16>::new()
+    );
 }
 
 #[test]
@@ -296,7 +322,11 @@ fn wav_g711_files_are_decoded() {
             &[(b"fact", &1600u32.to_le_bytes())],
             &encoded,
         );
-        assert_eq!(read_wav_bytes(&file).unwrap(), codec.decode(&encoded), "{codec}");
+        assert_eq!(
+            read_wav_bytes(&file).unwrap(),
+            codec.decode(&encoded),
+            "{codec}"
+        );
     }
 }
 
@@ -312,7 +342,10 @@ fn wav_extensible_and_padded_chunks_are_read() {
     ext.extend_from_slice(&[
         1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
     ]);
-    assert_eq!(read_wav_bytes(&wav_file(&ext, &[], &data)).unwrap(), samples);
+    assert_eq!(
+        read_wav_bytes(&wav_file(&ext, &[], &data)).unwrap(),
+        samples
+    );
     // An odd-sized chunk before the audio is followed by a pad byte.
     let file = wav_file(&fmt_chunk(1, 1, 8000, 16), &[(b"LIST", b"abc")], &data);
     assert_eq!(read_wav_bytes(&file).unwrap(), samples);
@@ -323,7 +356,10 @@ fn unsupported(result: Result<Vec<i16>, WavError>) -> String {
         Err(e @ WavError::Unsupported { .. }) => {
             let text = e.to_string();
             assert!(text.contains("expected 8000 Hz mono 16-bit PCM"), "{text}");
-            assert!(text.contains("sox in.wav -r 8000 -c 1 -b 16 out.wav"), "{text}");
+            assert!(
+                text.contains("sox in.wav -r 8000 -c 1 -b 16 out.wav"),
+                "{text}"
+            );
             text
         }
         other => panic!("expected an unsupported-format error, got {other:?}"),
@@ -345,8 +381,16 @@ fn wav_other_formats_are_refused_with_what_they_are() {
         ("cd.wav", spec(1, 44100, 16, int), "44100 Hz"),
         ("wide.wav", spec(1, 8000, 24, int), "24-bit PCM"),
         ("byte.wav", spec(1, 8000, 8, int), "8-bit PCM"),
-        ("float.wav", spec(1, 8000, 32, hound::SampleFormat::Float), "32-bit IEEE float"),
-        ("surround.wav", spec(6, 48000, 16, int), "48000 Hz, 6 channels"),
+        (
+            "float.wav",
+            spec(1, 8000, 32, hound::SampleFormat::Float),
+            "32-bit IEEE float",
+        ),
+        (
+            "surround.wav",
+            spec(6, 48000, 16, int),
+            "48000 Hz, 6 channels",
+        ),
     ];
     for (name, spec, expected) in cases {
         let path = hound_file(&dir, name, spec);
@@ -354,9 +398,17 @@ fn wav_other_formats_are_refused_with_what_they_are() {
         assert!(text.contains(expected), "{name}: {text}");
     }
     // G.711 files must be 8 kHz mono 8-bit too.
-    let text = unsupported(read_wav_bytes(&wav_file(&fmt_chunk(7, 2, 8000, 8), &[], &[0; 4])));
+    let text = unsupported(read_wav_bytes(&wav_file(
+        &fmt_chunk(7, 2, 8000, 8),
+        &[],
+        &[0; 4],
+    )));
     assert!(text.contains("stereo (2 channels), 8-bit µ-law"), "{text}");
-    let text = unsupported(read_wav_bytes(&wav_file(&fmt_chunk(0x55, 1, 8000, 0), &[], &[0; 4])));
+    let text = unsupported(read_wav_bytes(&wav_file(
+        &fmt_chunk(0x55, 1, 8000, 0),
+        &[],
+        &[0; 4],
+    )));
     assert!(text.contains("MP3"), "{text}");
 }
 
@@ -379,13 +431,25 @@ fn wav_broken_files_get_typed_errors() {
         Err(WavError::Truncated { ref chunk, .. }) if chunk == "fmt "
     ));
     // Cut right after the header: no chunks at all.
-    assert!(matches!(read_wav_bytes(&good[..12]), Err(WavError::Malformed(m)) if m.contains("no fmt chunk")));
+    assert!(
+        matches!(read_wav_bytes(&good[..12]), Err(WavError::Malformed(m)) if m.contains("no fmt chunk"))
+    );
     // No data chunk.
-    assert!(matches!(read_wav_bytes(&good[..36]), Err(WavError::Malformed(m)) if m.contains("no data chunk")));
+    assert!(
+        matches!(read_wav_bytes(&good[..36]), Err(WavError::Malformed(m)) if m.contains("no data chunk"))
+    );
 
     // Not a WAV file at all.
-    for garbage in [&b""[..], b"RIFF", b"hello, this is not audio", b"RIFF\0\0\0\0AVI LIST"] {
-        assert!(matches!(read_wav_bytes(garbage), Err(WavError::NotWav)), "{garbage:?}");
+    for garbage in [
+        &b""[..],
+        b"RIFF",
+        b"hello, this is not audio",
+        b"RIFF\0\0\0\0AVI LIST",
+    ] {
+        assert!(
+            matches!(read_wav_bytes(garbage), Err(WavError::NotWav)),
+            "{garbage:?}"
+        );
     }
     let e = read_wav_bytes(b"ID3\x03 an mp3 file").unwrap_err();
     assert_eq!(e.to_string(), "not a WAV file: no RIFF/WAVE header");
@@ -397,13 +461,21 @@ fn wav_broken_files_get_typed_errors() {
         f.extend_from_slice(&fmt_chunk(1, 1, 8000, 16));
         f
     };
-    assert!(matches!(read_wav_bytes(&data_first), Err(WavError::Malformed(m)) if m.contains("before the fmt chunk")));
+    assert!(
+        matches!(read_wav_bytes(&data_first), Err(WavError::Malformed(m)) if m.contains("before the fmt chunk"))
+    );
     let short_fmt = wav_file(&fmt_chunk(1, 1, 8000, 16)[..14], &[], &[0; 2]);
-    assert!(matches!(read_wav_bytes(&short_fmt), Err(WavError::Malformed(m)) if m.contains("fmt chunk is 14 bytes")));
+    assert!(
+        matches!(read_wav_bytes(&short_fmt), Err(WavError::Malformed(m)) if m.contains("fmt chunk is 14 bytes"))
+    );
     let odd = wav_file(&fmt_chunk(1, 1, 8000, 16), &[], &[0; 3]);
-    assert!(matches!(read_wav_bytes(&odd), Err(WavError::Malformed(m)) if m.contains("not a whole number")));
+    assert!(
+        matches!(read_wav_bytes(&odd), Err(WavError::Malformed(m)) if m.contains("not a whole number"))
+    );
     let zero_channels = wav_file(&fmt_chunk(1, 0, 8000, 16), &[], &[0; 2]);
-    assert!(matches!(read_wav_bytes(&zero_channels), Err(WavError::Malformed(m)) if m.contains("0 channels")));
+    assert!(
+        matches!(read_wav_bytes(&zero_channels), Err(WavError::Malformed(m)) if m.contains("0 channels"))
+    );
     let mut bad_align = fmt_chunk(1, 1, 8000, 16);
     bad_align[12] = 4;
     assert!(matches!(
@@ -434,11 +506,15 @@ fn offer_parses_back_with_the_sdp_crate() {
     let o = offer();
     let text = o.to_sdp();
     assert!(text.ends_with("\r\n") && !text.contains("\n\n"));
-    let parsed = sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(text.as_bytes())).unwrap();
+    let parsed =
+        sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(text.as_bytes())).unwrap();
     assert_eq!(parsed.origin.session_id, o.session_id());
     assert_eq!(parsed.origin.unicast_address, "192.0.2.10");
     let c = parsed.connection_information.as_ref().unwrap();
-    assert_eq!((c.network_type.as_str(), c.address_type.as_str()), ("IN", "IP4"));
+    assert_eq!(
+        (c.network_type.as_str(), c.address_type.as_str()),
+        ("IN", "IP4")
+    );
     assert_eq!(c.address.as_ref().unwrap().address, "192.0.2.10");
     assert_eq!(parsed.media_descriptions.len(), 1);
     let m = &parsed.media_descriptions[0];
@@ -453,7 +529,10 @@ fn offer_parses_back_with_the_sdp_crate() {
             .map(|a| a.value.clone().unwrap_or_default())
             .collect()
     };
-    assert_eq!(attr("rtpmap"), ["0 PCMU/8000", "8 PCMA/8000", "101 telephone-event/8000"]);
+    assert_eq!(
+        attr("rtpmap"),
+        ["0 PCMU/8000", "8 PCMA/8000", "101 telephone-event/8000"]
+    );
     assert_eq!(attr("fmtp"), ["101 0-15"]);
     assert_eq!(attr("ptime"), ["20"]);
     assert_eq!(attr("sendrecv"), [""]);
@@ -466,14 +545,18 @@ fn offer_parses_back_with_the_sdp_crate() {
     // Preference and single-codec offers.
     let pcma_first = offer().preferring(Codec::Pcma);
     assert_eq!(pcma_first.codecs(), [Codec::Pcma, Codec::Pcmu]);
-    assert!(pcma_first.to_sdp().contains("m=audio 40000 RTP/AVP 8 0 101\r\n"));
+    assert!(pcma_first
+        .to_sdp()
+        .contains("m=audio 40000 RTP/AVP 8 0 101\r\n"));
     let only = offer().only(Codec::Pcma);
     assert!(only.to_sdp().contains("m=audio 40000 RTP/AVP 8 101\r\n"));
     assert!(!only.to_sdp().contains("PCMU"));
 }
 
 fn answer(media: &str) -> String {
-    format!("v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n{media}")
+    format!(
+        "v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n{media}"
+    )
 }
 
 #[test]
@@ -482,7 +565,10 @@ fn good_answers() {
     let a = o
         .parse_answer(answer("m=audio 50000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n").as_bytes())
         .unwrap();
-    assert_eq!(a.remote_rtp, "198.51.100.7:50000".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        a.remote_rtp,
+        "198.51.100.7:50000".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(a.codec, Codec::Pcma);
     assert_eq!(a.telephone_event, Some(101));
     assert!(!a.rtcp_mux);
@@ -492,14 +578,23 @@ fn good_answers() {
     let a = o
         .parse_answer(answer("m=audio 50002 RTP/AVP 8 0 96\r\nc=IN IP4 203.0.113.9\r\na=rtpmap:96 telephone-event/8000\r\na=rtcp-mux\r\n").as_bytes())
         .unwrap();
-    assert_eq!(a.remote_rtp, "203.0.113.9:50002".parse::<SocketAddr>().unwrap());
-    assert_eq!((a.codec, a.telephone_event, a.rtcp_mux), (Codec::Pcma, Some(96), true));
+    assert_eq!(
+        a.remote_rtp,
+        "203.0.113.9:50002".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        (a.codec, a.telephone_event, a.rtcp_mux),
+        (Codec::Pcma, Some(96), true)
+    );
 
     // Static payload types need no rtpmap; unknown formats first are skipped; IPv6 works.
     let a = o
         .parse_answer(b"v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18 0\r\n")
         .unwrap();
-    assert_eq!(a.remote_rtp, "[2001:db8::1]:4000".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        a.remote_rtp,
+        "[2001:db8::1]:4000".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!((a.codec, a.telephone_event), (Codec::Pcmu, None));
 }
 
@@ -507,13 +602,28 @@ fn good_answers() {
 fn bad_answers() {
     let o = offer();
     let parse = |body: String| o.parse_answer(body.as_bytes());
-    assert!(matches!(o.parse_answer(b"not sdp at all"), Err(AnswerError::Unparsable(_))));
-    assert!(matches!(o.parse_answer(b""), Err(AnswerError::Unparsable(_))));
+    assert!(matches!(
+        o.parse_answer(b"not sdp at all"),
+        Err(AnswerError::Unparsable(_))
+    ));
+    assert!(matches!(
+        o.parse_answer(b""),
+        Err(AnswerError::Unparsable(_))
+    ));
     assert_eq!(parse(answer("")), Err(AnswerError::NoAudio));
-    assert_eq!(parse(answer("m=video 5000 RTP/AVP 96\r\n")), Err(AnswerError::NoAudio));
-    assert_eq!(parse(answer("m=audio 0 RTP/AVP 0\r\n")), Err(AnswerError::AudioRejected));
+    assert_eq!(
+        parse(answer("m=video 5000 RTP/AVP 96\r\n")),
+        Err(AnswerError::NoAudio)
+    );
+    assert_eq!(
+        parse(answer("m=audio 0 RTP/AVP 0\r\n")),
+        Err(AnswerError::AudioRejected)
+    );
 
-    let e = parse(answer("m=audio 5000 RTP/AVP 18 97\r\na=rtpmap:97 opus/48000/2\r\n")).unwrap_err();
+    let e = parse(answer(
+        "m=audio 5000 RTP/AVP 18 97\r\na=rtpmap:97 opus/48000/2\r\n",
+    ))
+    .unwrap_err();
     assert!(matches!(e, AnswerError::NoCommonCodec { .. }));
     assert_eq!(
         e.to_string(),
@@ -534,9 +644,13 @@ fn bad_answers() {
     let no_c = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
     assert_eq!(o.parse_answer(no_c.as_bytes()), Err(AnswerError::NoAddress));
     let hold = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
-    assert!(matches!(o.parse_answer(hold.as_bytes()), Err(AnswerError::Address(m)) if m.contains("hold")));
+    assert!(
+        matches!(o.parse_answer(hold.as_bytes()), Err(AnswerError::Address(m)) if m.contains("hold"))
+    );
     let name = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 pbx.example.com\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
-    assert!(matches!(o.parse_answer(name.as_bytes()), Err(AnswerError::Address(m)) if m.contains("not an IP address")));
+    assert!(
+        matches!(o.parse_answer(name.as_bytes()), Err(AnswerError::Address(m)) if m.contains("not an IP address"))
+    );
 }
 
 // ---------------------------------------------------------------- RTP endpoints
@@ -559,7 +673,10 @@ fn assert_dominant(recording: &[i16], freq: f64) {
     let power = goertzel(recording, freq);
     for other in [250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 2000.0, 3000.0] {
         if other != freq {
-            assert!(power > 100.0 * goertzel(recording, other), "{freq} Hz vs {other} Hz");
+            assert!(
+                power > 100.0 * goertzel(recording, other),
+                "{freq} Hz vs {other} Hz"
+            );
         }
     }
     let crossings = recording
@@ -567,7 +684,10 @@ fn assert_dominant(recording: &[i16], freq: f64) {
         .filter(|w| (w[0] < 0) != (w[1] < 0))
         .count() as f64;
     let per_second = crossings * 8000.0 / recording.len() as f64;
-    assert!((per_second - 2.0 * freq).abs() < 0.05 * 2.0 * freq, "{per_second} crossings/s for {freq} Hz");
+    assert!(
+        (per_second - 2.0 * freq).abs() < 0.05 * 2.0 * freq,
+        "{per_second} crossings/s for {freq} Hz"
+    );
 }
 
 async fn socket() -> UdpSocket {
@@ -591,7 +711,9 @@ async fn call_with_tones(codec: Codec) {
     let (sock_a, sock_b) = (socket().await, socket().await);
     let (addr_a, addr_b) = (sock_a.local_addr().unwrap(), sock_b.local_addr().unwrap());
     // A offers; B answers with the codec under test, as a peer would.
-    let SocketAddr::V4(a4) = addr_a else { unreachable!() };
+    let SocketAddr::V4(a4) = addr_a else {
+        unreachable!()
+    };
     let offer = SdpOffer::new(a4);
     let pt = codec.payload_type();
     let answer_body = format!(
@@ -602,7 +724,12 @@ async fn call_with_tones(codec: Codec) {
     assert_eq!((answer.remote_rtp, answer.codec), (addr_b, codec));
 
     let hangup = CancellationToken::new();
-    let a = RtpEndpoint::start(sock_a, EndpointConfig::from_answer(&answer), audio_a, &hangup);
+    let a = RtpEndpoint::start(
+        sock_a,
+        EndpointConfig::from_answer(&answer),
+        audio_a,
+        &hangup,
+    );
     let b = RtpEndpoint::start(sock_b, EndpointConfig::new(addr_a, codec), audio_b, &hangup);
     for e in [&a, &b] {
         tokio::time::timeout(Duration::from_secs(20), e.playback_finished())
@@ -616,17 +743,27 @@ async fn call_with_tones(codec: Codec) {
     let (ra, rb) = (finish(a).await, finish(b).await);
 
     for (report, freq) in [(&rb, 1000.0), (&ra, 500.0)] {
-        assert_eq!(report.sent.packets, 50, "{codec}: 8000 samples are 50 packets");
+        assert_eq!(
+            report.sent.packets, 50,
+            "{codec}: 8000 samples are 50 packets"
+        );
         assert_eq!(report.sent.payload_bytes, 50 * 160);
         let got = report.recording.len();
-        assert!((7200..=8800).contains(&got), "{codec}: recorded {got} samples");
+        assert!(
+            (7200..=8800).contains(&got),
+            "{codec}: recorded {got} samples"
+        );
         assert_dominant(&report.recording, freq);
         let r = &report.received;
         assert!(r.audio_packets >= 45, "{codec}: {r:?}");
         assert_eq!(r.rtp.packets, r.audio_packets);
         assert!(r.rtp.lost <= 5, "{r:?}");
         assert_eq!(
-            (r.malformed_packets, r.foreign_source_packets, r.other_payload_packets),
+            (
+                r.malformed_packets,
+                r.foreign_source_packets,
+                r.other_payload_packets
+            ),
             (0, 0, 0)
         );
     }
@@ -676,11 +813,17 @@ async fn player_packets_follow_rfc3550() {
         assert_eq!(from, me);
         packets.push(buf[..n].to_vec());
     }
-    tokio::time::timeout(Duration::from_secs(5), e.playback_finished()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), e.playback_finished())
+        .await
+        .unwrap();
     let report = finish(e).await;
     assert_eq!(report.sent.packets, 7);
     // Nothing after the last one.
-    assert!(tokio::time::timeout(Duration::from_millis(200), peer.recv_from(&mut buf)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), peer.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
 
     let mut payload = Vec::new();
     for (i, p) in packets.iter().enumerate() {
@@ -692,10 +835,14 @@ async fn player_packets_follow_rfc3550() {
         let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
         let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
         let first = &packets[0];
-        assert_eq!(seq, u16::from_be_bytes([first[2], first[3]]).wrapping_add(i as u16));
+        assert_eq!(
+            seq,
+            u16::from_be_bytes([first[2], first[3]]).wrapping_add(i as u16)
+        );
         assert_eq!(
             ts,
-            u32::from_be_bytes([first[4], first[5], first[6], first[7]]).wrapping_add(160 * i as u32)
+            u32::from_be_bytes([first[4], first[5], first[6], first[7]])
+                .wrapping_add(160 * i as u32)
         );
         assert_eq!(ssrc, report.sent.ssrc);
         payload.extend_from_slice(&p[12..]);
@@ -742,21 +889,24 @@ async fn recorder_places_by_timestamp_and_counts_the_rest() {
     let sequence: Vec<Vec<u8>> = vec![
         rtp(0, 1, 1000, ssrc, &audio(v(1))),
         rtp(0, 2, 1160, ssrc, &audio(v(2))),
-        rtp(0, 2, 1160, ssrc, &audio(v(2))),           // duplicate
-        rtp(0, 4, 1480, ssrc, &audio(v(4))),           // one packet lost before
-        rtp(0, 3, 1320, ssrc, &audio(v(3))),           // too late: its place is silence now
-        rtp(101, 5, 1480, ssrc, &[1, 0x80, 0, 160]),   // DTMF event
-        rtp(13, 6, 1640, ssrc, &[40]),                 // comfort noise
-        rtp(18, 7, 1640, ssrc, &[0; 20]),              // G.729: not negotiated
-        rtcp,                                          // rtcp-mux
-        b"STUN-ish junk".to_vec(),                     // not RTP
-        rtp(0, 8, jump, ssrc, &audio(v(5))),           // bogus timestamp jump
+        rtp(0, 2, 1160, ssrc, &audio(v(2))),         // duplicate
+        rtp(0, 4, 1480, ssrc, &audio(v(4))),         // one packet lost before
+        rtp(0, 3, 1320, ssrc, &audio(v(3))),         // too late: its place is silence now
+        rtp(101, 5, 1480, ssrc, &[1, 0x80, 0, 160]), // DTMF event
+        rtp(13, 6, 1640, ssrc, &[40]),               // comfort noise
+        rtp(18, 7, 1640, ssrc, &[0; 20]),            // G.729: not negotiated
+        rtcp,                                        // rtcp-mux
+        b"STUN-ish junk".to_vec(),                   // not RTP
+        rtp(0, 8, jump, ssrc, &audio(v(5))),         // bogus timestamp jump
         rtp(0, 9, jump.wrapping_add(160), ssrc, &audio(v(6))),
     ];
     for p in &sequence {
         peer.send_to(p, target).await.unwrap();
     }
-    stranger.send_to(&rtp(0, 100, 5000, 99, &audio(7)), target).await.unwrap();
+    stranger
+        .send_to(&rtp(0, 100, 5000, 99, &audio(7)), target)
+        .await
+        .unwrap();
     // The endpoint answers the latched peer, not the SDP address.
     let mut buf = [0u8; 1500];
     let (_, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
@@ -788,11 +938,18 @@ async fn recorder_places_by_timestamp_and_counts_the_rest() {
     let decoded = |i: i16| Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(v(i)));
     assert!(rec[0..160].iter().all(|s| *s == decoded(1)));
     assert!(rec[160..320].iter().all(|s| *s == decoded(2)));
-    assert!(rec[320..480].iter().all(|s| *s == 0), "the lost packet is silence");
+    assert!(
+        rec[320..480].iter().all(|s| *s == 0),
+        "the lost packet is silence"
+    );
     assert!(rec[480..640].iter().all(|s| *s == decoded(4)));
     // After the jump: the silence that really passed (little here), then the last two packets.
     let tail = rec.len() - 320;
-    assert!((640..640 + 8000).contains(&tail), "recording of {} samples", rec.len());
+    assert!(
+        (640..640 + 8000).contains(&tail),
+        "recording of {} samples",
+        rec.len()
+    );
     assert!(rec[640..tail].iter().all(|s| *s == 0));
     assert!(rec[tail..tail + 160].iter().all(|s| *s == decoded(5)));
     assert!(rec[tail + 160..].iter().all(|s| *s == decoded(6)));
@@ -811,19 +968,34 @@ async fn recording_is_bounded() {
     // In range of belief (under MAX_TIMESTAMP_JUMP) but past the 1 s limit.
     let believable = (MAX_TIMESTAMP_JUMP.as_secs() as u32 - 1) * 8000;
     let mut ts = 0u32;
-    for (seq, step) in [(1u16, 0u32), (2, 160), (3, believable), (4, 160), (5, 1 << 31), (6, 0x7000_0000)] {
+    for (seq, step) in [
+        (1u16, 0u32),
+        (2, 160),
+        (3, believable),
+        (4, 160),
+        (5, 1 << 31),
+        (6, 0x7000_0000),
+    ] {
         ts = ts.wrapping_add(step);
-        peer.send_to(&rtp(8, seq, ts, 1, &payload), target).await.unwrap();
+        peer.send_to(&rtp(8, seq, ts, 1, &payload), target)
+            .await
+            .unwrap();
     }
     // Many packets in sequence fill the rest of the second, and then some.
     for seq in 7..=70u16 {
         ts = ts.wrapping_add(160);
-        peer.send_to(&rtp(8, seq, ts, 1, &payload), target).await.unwrap();
+        peer.send_to(&rtp(8, seq, ts, 1, &payload), target)
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = finish(e).await;
     let r = report.received;
-    assert!(report.recording.len() <= 8000, "{} samples", report.recording.len());
+    assert!(
+        report.recording.len() <= 8000,
+        "{} samples",
+        report.recording.len()
+    );
     assert!(r.samples_dropped >= 320, "{r:?}");
     assert_eq!(r.timestamp_jumps, 2);
     assert_eq!(r.audio_packets + r.late_packets, 70);
@@ -854,6 +1026,13 @@ async fn cancellation_token_stops_the_endpoint() {
     let report = finish(e).await;
     assert!(report.sent.packets >= 5);
     // Stopped means silent: nothing more arrives once the queue is drained.
-    while tokio::time::timeout(Duration::from_millis(100), peer.recv_from(&mut buf)).await.is_ok() {}
-    assert!(tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await.is_err());
+    while tokio::time::timeout(Duration::from_millis(100), peer.recv_from(&mut buf))
+        .await
+        .is_ok()
+    {}
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
 }

@@ -29,7 +29,9 @@ pub enum AnswerError {
     #[error("SDP answer rejected the audio stream (port 0)")]
     AudioRejected,
     /// None of the answer's formats is one of the offered codecs.
-    #[error("SDP answer accepts none of the offered codecs (offered {offered}; answered {answered})")]
+    #[error(
+        "SDP answer accepts none of the offered codecs (offered {offered}; answered {answered})"
+    )]
     NoCommonCodec { offered: String, answered: String },
     /// Neither the audio section nor the session has a `c=` line.
     #[error("SDP answer has no connection address for the audio stream")]
@@ -208,17 +210,24 @@ impl SdpOffer {
     }
 }
 
-fn connection_ip(c: &sdp::description::common::ConnectionInformation) -> Result<IpAddr, AnswerError> {
+fn connection_ip(
+    c: &sdp::description::common::ConnectionInformation,
+) -> Result<IpAddr, AnswerError> {
     let kind = format!("{} {}", c.network_type, c.address_type);
     if c.network_type != "IN" || !(c.address_type == "IP4" || c.address_type == "IP6") {
-        return Err(AnswerError::Address(format!("unsupported connection type {kind:?}")));
+        return Err(AnswerError::Address(format!(
+            "unsupported connection type {kind:?}"
+        )));
     }
     let text = c.address.as_ref().map(|a| a.address.as_str()).unwrap_or("");
     let ip: IpAddr = text
         .parse()
         .map_err(|_| AnswerError::Address(format!("{text:?} is not an IP address")))?;
     if ip.is_ipv4() != (c.address_type == "IP4") {
-        return Err(AnswerError::Address(format!("{text} is not an {} address", c.address_type)));
+        return Err(AnswerError::Address(format!(
+            "{text} is not an {} address",
+            c.address_type
+        )));
     }
     if ip.is_unspecified() {
         return Err(AnswerError::Address(format!(
@@ -241,7 +250,10 @@ fn parse_rtpmap(value: &str) -> Option<(u8, &str)> {
     Some((pt, encoding))
 }
 
-fn describe_formats<'a>(formats: &[String], encoding_of: &impl Fn(u8) -> Option<&'a str>) -> String {
+fn describe_formats<'a>(
+    formats: &[String],
+    encoding_of: &impl Fn(u8) -> Option<&'a str>,
+) -> String {
     if formats.is_empty() {
         return "no formats".to_owned();
     }
@@ -249,7 +261,10 @@ fn describe_formats<'a>(formats: &[String], encoding_of: &impl Fn(u8) -> Option<
         .iter()
         .map(|f| {
             let pt = f.parse::<u8>().ok();
-            match pt.and_then(encoding_of).or_else(|| pt.and_then(static_name)) {
+            match pt
+                .and_then(encoding_of)
+                .or_else(|| pt.and_then(static_name))
+            {
                 Some(e) => format!("{f} {e}"),
                 None => f.clone(),
             }

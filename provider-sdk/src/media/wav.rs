@@ -180,8 +180,8 @@ pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), WavError> {
 /// The bytes of an 8 kHz mono 16-bit PCM WAV file holding `samples`.
 pub fn encode_wav(samples: &[i16]) -> Result<Vec<u8>, WavError> {
     let mut out = Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
-    let writer = hound::WavWriter::new(&mut out, pcm_spec())
-        .map_err(|e| WavError::Write(e.to_string()))?;
+    let writer =
+        hound::WavWriter::new(&mut out, pcm_spec()).map_err(|e| WavError::Write(e.to_string()))?;
     write_samples(writer, samples).map_err(|e| WavError::Write(e.to_string()))?;
     Ok(out.into_inner())
 }
@@ -203,7 +203,9 @@ fn write_samples<W: std::io::Write + std::io::Seek>(
     let count = u32::try_from(samples.len())
         .ok()
         .filter(|n| *n <= u32::MAX / 2 - 64)
-        .ok_or(hound::Error::FormatError("too many samples for one WAV file"))?;
+        .ok_or(hound::Error::FormatError(
+            "too many samples for one WAV file",
+        ))?;
     let mut w = writer.get_i16_writer(count);
     for s in samples {
         w.write_sample(*s);
@@ -291,7 +293,9 @@ fn parse_fmt(body: &[u8]) -> Result<WavFormat, WavError> {
         format_code = u16_at(24);
     }
     if channels == 0 {
-        return Err(WavError::Malformed("fmt chunk declares 0 channels".to_owned()));
+        return Err(WavError::Malformed(
+            "fmt chunk declares 0 channels".to_owned(),
+        ));
     }
     let expected_align = u32::from(channels) * u32::from(bits_per_sample).div_ceil(8);
     if matches!(format_code, FORMAT_PCM | FORMAT_ALAW | FORMAT_ULAW)
