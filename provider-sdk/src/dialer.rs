@@ -26,7 +26,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::central::{
-    ensure_enrolled, CentralClient, CentralError, EnrollmentConfig, Enrolled, Route, RouteQuery,
+    ensure_enrolled, CentralClient, CentralError, Enrolled, EnrollmentConfig, Route, RouteQuery,
     Transport as CentralTransport,
 };
 use crate::media::endpoint::{AfterAudio, EndpointConfig, EndpointReport, RtpEndpoint};
@@ -126,7 +126,9 @@ impl DialerConfig {
             }
         }
         if !config.call.media_ip.is_ipv4() {
-            return Err(DialError::Config("call.media_ip must be an IPv4 address".into()));
+            return Err(DialError::Config(
+                "call.media_ip must be an IPv4 address".into(),
+            ));
         }
         Ok(config)
     }
@@ -396,10 +398,12 @@ impl Dialer {
             }
         };
         let offer = SdpOffer::new(rtp_addr);
-        let uac = Uac::bind(c.sip_bind).await.map_err(|source| DialError::Io {
-            what: "binding the SIP socket",
-            source,
-        })?;
+        let uac = Uac::bind(c.sip_bind)
+            .await
+            .map_err(|source| DialError::Io {
+                what: "binding the SIP socket",
+                source,
+            })?;
         let from_uri = format!("sip:{}@{}", c.from, uac.local_addr());
         let placed = uac
             .place(&from_uri, plan, offer.to_sdp().into_bytes())
@@ -413,7 +417,10 @@ impl Dialer {
             }
         };
         report.attempts = attempt_reports(&call.attempts, &tickets);
-        let Some((ticket, route)) = call.answered().and_then(|a| tickets.get(&a.call_id)).cloned()
+        let Some((ticket, route)) = call
+            .answered()
+            .and_then(|a| tickets.get(&a.call_id))
+            .cloned()
         else {
             return Ok(report);
         };
@@ -615,11 +622,18 @@ impl DialReport {
         );
         for c in &self.decision.candidates {
             let rank = c.rank.map_or("-".to_owned(), |r| (r + 1).to_string());
-            let latency = c
-                .latency
-                .map_or("-".to_owned(), |l| format!("{:.1} ms", l.as_secs_f64() * 1000.0));
+            let latency = c.latency.map_or("-".to_owned(), |l| {
+                format!("{:.1} ms", l.as_secs_f64() * 1000.0)
+            });
             let verdict = match (&c.rank, &c.excluded) {
-                (Some(0), _) => format!("chosen{}", if c.in_band { " (cost band, by latency)" } else { " (cheapest)" }),
+                (Some(0), _) => format!(
+                    "chosen{}",
+                    if c.in_band {
+                        " (cost band, by latency)"
+                    } else {
+                        " (cheapest)"
+                    }
+                ),
                 (Some(_), _) if c.in_band => "in the cost band".to_owned(),
                 (Some(_), _) => "fallback".to_owned(),
                 (None, Some(e)) => format!("excluded: {}", exclusion_text(e)),

@@ -87,7 +87,10 @@ async fn cheapest_provider_carries_the_call_and_the_ledger_settles_it() {
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(chosen, ["carrier-b"], "{report:#}");
-    let b_row = candidates.iter().find(|c| c["name"] == "carrier-b").unwrap();
+    let b_row = candidates
+        .iter()
+        .find(|c| c["name"] == "carrier-b")
+        .unwrap();
     assert_eq!(b_row["prefix"], "4416");
     assert!(b_row["latency"].as_f64().is_some(), "probed: {b_row}");
     let answered = &report["answered"];
@@ -134,12 +137,22 @@ async fn a_failing_provider_is_passed_over_for_the_next() {
     let dear = net.register("dear-but-working", port_b).await;
     let payer = net.register("home-dialer", free_port()).await;
     let gw_a = start_gateway(
-        &net.gateway_config("cheap-but-failing", port_a, failing.target().port(), "44,0.01,0,1,1,,\n"),
+        &net.gateway_config(
+            "cheap-but-failing",
+            port_a,
+            failing.target().port(),
+            "44,0.01,0,1,1,,\n",
+        ),
         Some(&cheap.token),
     )
     .await;
     let gw_b = start_gateway(
-        &net.gateway_config("dear-but-working", port_b, answering.target().port(), "44,0.05,0,1,1,,\n"),
+        &net.gateway_config(
+            "dear-but-working",
+            port_b,
+            answering.target().port(),
+            "44,0.05,0,1,1,,\n",
+        ),
         Some(&dear.token),
     )
     .await;
@@ -180,7 +193,12 @@ async fn an_invite_without_a_valid_ticket_is_refused_with_the_reason() {
     let port = free_port();
     let gw = net.register("carrier-a", port).await;
     let process = start_gateway(
-        &net.gateway_config("carrier-a", port, callee.target().port(), "44,0.01,0,1,1,,\n"),
+        &net.gateway_config(
+            "carrier-a",
+            port,
+            callee.target().port(),
+            "44,0.01,0,1,1,,\n",
+        ),
         Some(&gw.token),
     )
     .await;

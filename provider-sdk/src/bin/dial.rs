@@ -100,7 +100,10 @@ async fn run() -> Result<bool> {
     };
     let report = dialer.dial(&request, stop).await.context("dialing")?;
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("encoding the report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report")?
+        );
     } else {
         print!("{}", report.render());
     }

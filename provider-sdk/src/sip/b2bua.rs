@@ -67,6 +67,10 @@ use super::wire::MAX_MESSAGE_SIZE;
 
 /// How long a cancelled outbound leg may take to answer (Timer B, 64 * T1).
 const CANCELLED_LEG_GRACE: Duration = Duration::from_secs(32);
+/// RFC 3261 T1: the first INVITE retransmission interval over UDP.
+const T1: Duration = Duration::from_millis(500);
+/// Longest interval between INVITE retransmissions (T2).
+const T2: Duration = Duration::from_secs(4);
 /// Records kept for [`B2bua::records`] (the oldest go first).
 pub const RECENT_RECORDS: usize = 4096;
 
@@ -202,6 +206,11 @@ struct Outbound {
     /// Set once CANCEL was sent or the attempt was abandoned: the leg is
     /// only kept until it answers or this grace deadline passes.
     abandoned_until: Option<Instant>,
+    /// The INVITE as sent, retransmitted (RFC 3261 Timer A) until anything answers.
+    invite: Vec<u8>,
+    responded: bool,
+    retransmit_at: Instant,
+    retransmit_interval: Duration,
 }
 
 impl Outbound {
@@ -689,8 +698,14 @@ impl Engine {
                 started_at,
                 provisional_at: None,
                 abandoned_until: None,
+                invite: Vec::new(),
+                responded: false,
+                retransmit_at: now + T1,
+                retransmit_interval: T1,
             };
             let invite = invite_for(self.local, call, &out);
+            let mut out = out;
+            out.invite = invite.clone();
             self.by_callee
                 .insert(out.call_id().to_owned(), call_id.to_owned());
             if let Some(old) = call.out.replace(out) {
@@ -886,6 +901,20 @@ impl Engine {
                 }
                 self.close(call);
             }
+        }
+        // INVITEs nobody has answered yet (not even 100) go out again.
+        let mut resend = Vec::new();
+        for call in self.calls.values_mut() {
+            if let Some(out) = call.out.as_mut() {
+                if !out.responded && out.abandoned_until.is_none() && out.retransmit_at <= now {
+                    out.retransmit_interval = (out.retransmit_interval * 2).min(T2);
+                    out.retransmit_at = now + out.retransmit_interval;
+                    resend.push((out.invite.clone(), out.addr));
+                }
+            }
+        }
+        for (bytes, addr) in resend {
+            self.send(&bytes, addr).await;
         }
         // Attempts past a deadline.
         let expired: Vec<String> = self
@@ -1414,6 +1443,7 @@ impl Engine {
         if resp.call_id() != out.call_id() {
             return; // an answer from an abandoned attempt
         }
+        out.responded = true;
         if let Some(tag) = resp.header("To").and_then(tag_of) {
             out.to_tag = Some(tag);
         }

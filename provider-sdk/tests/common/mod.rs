@@ -86,6 +86,17 @@ pub fn spawn_sipp_with(file: &str, remote: Option<SocketAddr>, extra: &[&str]) -
         cmd.args(["-s", "callee"]).arg(remote.to_string());
     }
     let child = cmd.spawn().expect("start sipp");
+    if remote.is_none() {
+        // A callee: wait until SIPp has bound its port (one we can no longer bind).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{file}: sipp did not bind port {port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     Sipp {
         child,
         port,
@@ -149,7 +160,7 @@ pub fn outcomes(record: &CallRecord) -> Vec<provider_sdk::sip::Outcome> {
     record.attempts.iter().map(|a| a.outcome.clone()).collect()
 }
 
-/// Waits until the callee is listening (SIPp needs a moment to bind).
+/// A short pause (callees are already listening when `spawn_sipp` returns).
 pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -196,7 +196,13 @@ impl Network {
     }
 
     /// Writes a gateway's deck and configuration; returns the config path.
-    pub fn gateway_config(&self, name: &str, sip_port: u16, termination: u16, deck: &str) -> PathBuf {
+    pub fn gateway_config(
+        &self,
+        name: &str,
+        sip_port: u16,
+        termination: u16,
+        deck: &str,
+    ) -> PathBuf {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).expect("gateway dir");
         std::fs::write(dir.join("rates.csv"), deck).expect("deck");
