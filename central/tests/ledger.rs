@@ -870,12 +870,19 @@ async fn batches_settle_each_item_on_its_own(backend: Backend) {
         (&json!("agreed"), &json!("0.01625"))
     );
 
-    // Over one verification chunk, one forgery deep inside: only it fails.
-    let mut many: Vec<Value> = (0..150).map(|_| net.agreed(&net.ticket(), 61)).collect();
-    let p = parts(many[97]["ticket"].as_str().expect("t"));
-    let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).expect("b64");
-    sig[40] ^= 4;
-    many[97]["ticket"] = json!(format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(sig)));
+    // Over one verification chunk (256), forgeries deep inside: only they fail.
+    let mut many: Vec<Value> = (0..300).map(|_| net.agreed(&net.ticket(), 61)).collect();
+    for (bad, field) in [
+        (3, "ticket"),
+        (97, "ticket"),
+        (98, "provider_receipt"),
+        (280, "receipt"),
+    ] {
+        let p = parts(many[bad][field].as_str().expect("token"));
+        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).expect("b64");
+        sig[40] ^= 4;
+        many[bad][field] = json!(format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(sig)));
+    }
     let (status, got) = json_of(net.post(&net.carrier.client, &Value::Array(many)).await).await;
     assert_eq!(status, 200);
     let r = got["results"].as_array().expect("results");
@@ -885,18 +892,20 @@ async fn batches_settle_each_item_on_its_own(backend: Backend) {
         .filter(|(_, item)| item.get("error").is_some())
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(failed, vec![97]);
-    assert_eq!(r[97]["error"]["reason"], "bad-signature");
+    assert_eq!(failed, vec![3, 97, 98, 280]);
+    for i in failed {
+        assert_eq!(r[i]["error"]["reason"], "bad-signature");
+    }
 
     let db = net.db();
     assert_eq!(
         ledger::count_tickets(&mut db.conn().expect("conn")).expect("count"),
-        2 + 149
+        2 + 296
     );
     let (_, report) = net
         .settlements(&net.central.operator(), &window(&first))
         .await;
-    assert_eq!(report["settlements"][0]["tickets"], 151);
+    assert_eq!(report["settlements"][0]["tickets"], 298);
     net.central.shutdown().await;
 }
 both_backends!(batches, crate::batches_settle_each_item_on_its_own);

@@ -137,6 +137,13 @@ pub fn store_tickets(
 type ExistingRow = (String, String, String, StoredMoney, String);
 
 fn store_once(conn: &mut DbConnection, batch: &[NewTicket]) -> Result<Vec<StoreOutcome>, TxError> {
+    if let DbConnection::Sqlite(c) = conn {
+        // Take SQLite's write lock before reading: a transaction that read
+        // first and then writes fails at once (SQLITE_BUSY on a stale
+        // snapshot) when another batch committed meanwhile; holding the lock
+        // from the start makes the other batch wait (busy_timeout) instead.
+        diesel::sql_query("UPDATE tickets SET ticket_id = ticket_id WHERE 0").execute(c)?;
+    }
     let mut existing: HashMap<String, (String, TicketSummary)> = HashMap::new();
     let ids: Vec<&str> = batch.iter().map(|t| t.ticket_id.as_str()).collect();
     for chunk in ids.chunks(LOOKUP_CHUNK) {
