@@ -262,34 +262,40 @@ impl<'a> Prepared<'a> {
 /// verified; when the batch fails, does the same for each half, down to
 /// [`BISECT_LEAF`] submissions, which are left for one-by-one verification
 /// (it names the bad signature). A few forgeries in a chunk cost a few
-/// smaller batches, not a single verification of every signature.
+/// smaller batches, not a single verification of every signature. Returns
+/// whether all of `which` verified; `known_bad` skips the check of a set
+/// already known to fail (the second half, when the first one passed).
 fn mark_verified(
     prepared: &[Result<Prepared<'_>, TicketError>],
     which: &[usize],
     verified: &mut [bool],
-) {
+    known_bad: bool,
+) -> bool {
     if which.is_empty() {
-        return;
+        return true;
     }
-    let (mut inputs, mut signatures, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-    for p in which.iter().filter_map(|&i| prepared[i].as_ref().ok()) {
-        for (input, signature, key) in p.signatures() {
-            inputs.push(input);
-            signatures.push(signature);
-            keys.push(key);
+    if !known_bad {
+        let (mut inputs, mut signatures, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        for p in which.iter().filter_map(|&i| prepared[i].as_ref().ok()) {
+            for (input, signature, key) in p.signatures() {
+                inputs.push(input);
+                signatures.push(signature);
+                keys.push(key);
+            }
         }
-    }
-    if jws::verify_batch(&inputs, &signatures, &keys).is_ok() {
-        for &i in which {
-            verified[i] = true;
+        if jws::verify_batch(&inputs, &signatures, &keys).is_ok() {
+            for &i in which {
+                verified[i] = true;
+            }
+            return true;
         }
-        return;
     }
     if which.len() > BISECT_LEAF {
         let (a, b) = which.split_at(which.len() / 2);
-        mark_verified(prepared, a, verified);
-        mark_verified(prepared, b, verified);
+        let a_ok = mark_verified(prepared, a, verified, false);
+        mark_verified(prepared, b, verified, a_ok);
     }
+    false
 }
 
 /// Verifies submissions for central's ledger; see the [module docs](self).
@@ -352,7 +358,7 @@ impl<S: CertificateSource> LedgerVerifier<S> {
                 .filter(|&i| prepared[i].is_ok())
                 .collect();
             let mut verified = vec![false; prepared.len()];
-            mark_verified(&prepared, &ready, &mut verified);
+            mark_verified(&prepared, &ready, &mut verified, false);
             for (p, verified) in prepared.into_iter().zip(verified) {
                 out.push(p.and_then(|p| {
                     if !verified {
