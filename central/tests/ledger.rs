@@ -1082,3 +1082,37 @@ async fn oversized_bodies_are_refused(backend: Backend) {
     net.central.shutdown().await;
 }
 both_backends!(oversized, crate::oversized_bodies_are_refused);
+
+async fn concurrent_identical_batches_store_each_ticket_once(backend: Backend) {
+    let net = Net::start(backend).await;
+    let batch = Value::Array((0..200).map(|_| net.agreed(&net.ticket(), 61)).collect());
+    let (a, b) = tokio::join!(
+        net.post(&net.carrier.client, &batch),
+        net.post(&net.carrier.client, &batch)
+    );
+    let ((sa, a), (sb, b)) = (json_of(a).await, json_of(b).await);
+    assert_eq!((sa, sb), (200, 200), "{a} {b}");
+    let (a, b) = (
+        a["results"].as_array().expect("results"),
+        b["results"].as_array().expect("results"),
+    );
+    for i in 0..200 {
+        assert_eq!(a[i]["status"], "agreed", "{}", a[i]);
+        assert_eq!(b[i]["status"], "agreed", "{}", b[i]);
+        let fresh = [&a[i], &b[i]]
+            .iter()
+            .filter(|r| r["duplicate"] == false)
+            .count();
+        assert_eq!(fresh, 1, "ticket {i} stored by exactly one request");
+    }
+    let db = net.db();
+    assert_eq!(
+        ledger::count_tickets(&mut db.conn().expect("conn")).expect("count"),
+        200
+    );
+    net.central.shutdown().await;
+}
+both_backends!(
+    concurrent_batches,
+    crate::concurrent_identical_batches_store_each_ticket_once
+);

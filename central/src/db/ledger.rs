@@ -126,7 +126,10 @@ pub fn store_tickets(
         match conn.transaction(|conn| store_once(conn, batch)) {
             Ok(out) => return Ok(out),
             Err(TxError::Store(e)) => return Err(e),
-            Err(TxError::Raced) => continue,
+            Err(TxError::Raced) => {
+                tracing::debug!("ticket batch raced a concurrent one for the same ids; retrying");
+                continue;
+            }
         }
     }
     Err(StoreError::Db(DbError::Corrupt(
