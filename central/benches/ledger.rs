@@ -235,7 +235,7 @@ fn in_process(
         }
     });
 
-    let verifier = central::ledger::ledger(root.clone(), db.clone());
+    let verifier = central::ledger::verifier(root.clone(), db.clone());
     let borrowed: Vec<Submission<'_>> = subs.iter().map(|s| s.as_submission()).collect();
     let now = Utc::now();
     // Warm the certificate caches (as a running server has them).

@@ -35,7 +35,7 @@ pub const MAX_CACHED: usize = 4096;
 pub type Ledger = LedgerVerifier<Arc<LedgerCertificates>>;
 
 /// Builds the ledger's verifier for central's root and database.
-pub fn ledger(root: provider_sdk::pki::RootCertificate, db: Database) -> Ledger {
+pub fn verifier(root: provider_sdk::pki::RootCertificate, db: Database) -> Ledger {
     LedgerVerifier::new(root, Arc::new(LedgerCertificates::new(db)))
 }
 
