@@ -243,8 +243,10 @@ async fn start_inner(config: Config, signals: bool) -> Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let body_limit = config.max_body_bytes;
+    let ledger = Arc::new(crate::ledger::verifier(ca.root().clone(), db.clone()));
     let state = AppState {
         db: db.clone(),
+        ledger,
         ca: Arc::new(ca),
         index: index.clone(),
         metrics: metrics.clone(),

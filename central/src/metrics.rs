@@ -21,6 +21,19 @@ pub struct UploadLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LedgerLabels {
+    /// `agreed`, `disputed`, `provider_only` (stored), `duplicate`,
+    /// `conflict`, `refused`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The refusal's stable code (a bounded set).
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -28,6 +41,9 @@ pub struct Metrics {
     pub index_entries: Gauge,
     pub index_rebuild_seconds: Histogram,
     pub uploads: Family<UploadLabels, Counter>,
+    pub ledger_submissions: Family<LedgerLabels, Counter>,
+    pub ledger_refusals: Family<RefusalLabels, Counter>,
+    pub ledger_verify_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -71,6 +87,25 @@ impl Metrics {
             "Rate deck uploads by outcome (accepted/rejected)",
             uploads.clone(),
         );
+        let ledger_submissions = Family::<LedgerLabels, Counter>::default();
+        registry.register(
+            "ledger_submissions",
+            "Ticket submissions to the ledger by outcome",
+            ledger_submissions.clone(),
+        );
+        let ledger_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "ledger_refusals",
+            "Refused ticket submissions by reason",
+            ledger_refusals.clone(),
+        );
+        // 10 µs .. ~10 s
+        let ledger_verify_seconds = Histogram::new(exponential_buckets(1e-5, 2.0, 20));
+        registry.register(
+            "ledger_verify_duration_seconds",
+            "Time to verify one POST /v1/tickets body (all its submissions)",
+            ledger_verify_seconds.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -78,6 +113,21 @@ impl Metrics {
             index_entries,
             index_rebuild_seconds,
             uploads,
+            ledger_submissions,
+            ledger_refusals,
+            ledger_verify_seconds,
+        }
+    }
+
+    /// Counts one ledger submission's outcome (and its reason if refused).
+    pub fn ledger(&self, outcome: &'static str, refusal: Option<&'static str>) {
+        self.ledger_submissions
+            .get_or_create(&LedgerLabels { outcome })
+            .inc();
+        if let Some(reason) = refusal {
+            self.ledger_refusals
+                .get_or_create(&RefusalLabels { reason })
+                .inc();
         }
     }
 

@@ -22,6 +22,9 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// A short stable token naming why (ledger refusals: the ticket error code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -33,6 +36,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
+            reason: None,
             errors: Vec::new(),
         }
     }
@@ -60,6 +64,10 @@ impl Problem {
             errors,
             ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
         }
+    }
+    pub fn with_reason(mut self, reason: &'static str) -> Problem {
+        self.reason = Some(reason);
+        self
     }
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
         self.errors = errors;

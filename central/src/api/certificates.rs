@@ -227,7 +227,13 @@ pub async fn revoke(
             "key id must be 32 lowercase hexadecimal characters",
         ));
     }
+    if let Ok(kid) = key_id.parse::<provider_sdk::pki::KeyId>() {
+        // Forgotten before and after: a lookup racing the revocation
+        // cannot leave the unrevoked state cached.
+        state.ledger.certificates().forget(&kid);
+    }
     let db = state.db.clone();
+    let kid = key_id.clone();
     let c = blocking(move || {
         Ok(store::revoke_certificate(
             &mut *db.conn()?,
@@ -236,6 +242,9 @@ pub async fn revoke(
         )?)
     })
     .await?;
+    if let Ok(kid) = kid.parse::<provider_sdk::pki::KeyId>() {
+        state.ledger.certificates().forget(&kid);
+    }
     tracing::warn!(key_id = %c.key_id, "certificate revoked");
     Ok(Json(CertificateView::of(c, Utc::now())))
 }

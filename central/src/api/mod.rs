@@ -10,10 +10,13 @@ pub mod ops;
 pub mod providers;
 pub mod rates;
 pub mod routes;
+pub mod settlements;
+pub mod tickets;
 
 use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::db::Database;
+use crate::ledger::Ledger;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::problem::Problem;
 use crate::routing::LiveIndex;
@@ -33,6 +36,8 @@ pub struct AppState {
     pub index: Arc<LiveIndex>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// The settlement ledger's verifier (certificates from `db`).
+    pub ledger: Arc<Ledger>,
 }
 
 /// Every endpoint: method, path template, handler.
@@ -79,6 +84,8 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/v1/certificates/{key_id}/revoke",
             post(certificates::revoke),
         ),
+        (Method::POST, "/v1/tickets", post(tickets::submit)),
+        (Method::GET, "/v1/settlements", get(settlements::report)),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! backend. Queries live in [`store`] and are written once against
 //! [`DbConnection`], a `diesel::MultiConnection` over both backends.
 
+pub mod ledger;
 pub mod money;
 pub mod schema;
 pub mod store;

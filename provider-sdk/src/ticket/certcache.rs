@@ -40,17 +40,47 @@ impl VerifiedCertificates {
             }
         }
         let certified = root.verify(der, now)?;
+        self.remember(kid, der, &certified);
+        Ok(certified)
+    }
+
+    /// Verifies that `der` was issued by `root` (signature, key usage, role),
+    /// leaving the validity period to the caller ([`check_validity`]): the
+    /// ledger checks it at the ticket's `iat`, known only once the claims are
+    /// authenticated. Reuses an earlier verification of the very same DER.
+    pub(crate) fn verify_issued_by(
+        &self,
+        root: &RootCertificate,
+        kid: &KeyId,
+        der: &[u8],
+    ) -> Result<CertifiedKey, PkiError> {
+        if let Some((cached_der, certified)) = self.entries.lock().get(kid) {
+            if cached_der.as_slice() == der {
+                return Ok(certified.clone());
+            }
+        }
+        // Verify at an instant inside the certificate's own validity period
+        // (its notBefore; the root must have been valid then too).
+        let inside = x509_parser::parse_x509_certificate(der)
+            .ok()
+            .and_then(|(_, c)| DateTime::from_timestamp(c.validity().not_before.timestamp(), 0))
+            .unwrap_or_else(Utc::now);
+        let certified = root.verify(der, inside)?;
+        self.remember(kid, der, &certified);
+        Ok(certified)
+    }
+
+    fn remember(&self, kid: &KeyId, der: &[u8], certified: &CertifiedKey) {
         let mut entries = self.entries.lock();
         if entries.len() >= MAX_CACHED_CERTIFICATES {
             entries.clear();
         }
         entries.insert(kid.clone(), (der.to_vec(), certified.clone()));
-        Ok(certified)
     }
 }
 
 /// The same window [`RootCertificate::verify`] applies.
-fn check_validity(certified: &CertifiedKey, now: DateTime<Utc>) -> Result<(), PkiError> {
+pub(crate) fn check_validity(certified: &CertifiedKey, now: DateTime<Utc>) -> Result<(), PkiError> {
     let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or(chrono::Duration::zero());
     if now + skew < certified.not_before {
         return Err(PkiError::NotYetValid {

@@ -96,6 +96,12 @@ pub enum TicketError {
     BillableMismatch { expected: u64, found: u64 },
     #[error("countersignature does not cover the payer's receipt")]
     CountersignatureMismatch,
+    #[error("payer receipt is signed by key {found}, not by the ticket's key {expected}")]
+    ReceiptWrongSigner { expected: KeyId, found: KeyId },
+    #[error("provider receipt is signed by {found}, not by the ticket's audience provider:{aud}")]
+    CountersignerNotAudience { found: Role, aud: u64 },
+    #[error("nothing to settle: the call has 0 billable seconds")]
+    NothingBillable,
     #[error("cannot sign: {0}")]
     Signing(String),
 }
@@ -137,6 +143,9 @@ impl TicketError {
             TicketError::ReceiptTimesInconsistent(_) => "receipt-times-inconsistent",
             TicketError::BillableMismatch { .. } => "billable-mismatch",
             TicketError::CountersignatureMismatch => "countersignature-mismatch",
+            TicketError::ReceiptWrongSigner { .. } => "receipt-wrong-signer",
+            TicketError::CountersignerNotAudience { .. } => "countersigner-not-audience",
+            TicketError::NothingBillable => "nothing-billable",
             TicketError::Signing(_) => "signing",
         }
     }

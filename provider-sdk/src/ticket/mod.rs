@@ -81,6 +81,14 @@
 //! verified ticket and [`TicketSigner::countersign_receipt`] countersigns it;
 //! central checks both with [`TicketVerifier::verify_countersigned`].
 //!
+//! # Central: settling
+//!
+//! The provider submits ticket, payer receipt and its own receipt (a
+//! countersignature, or its own claims when it disagrees) to central, whose
+//! [`LedgerVerifier`] checks them again, judging times against the ticket
+//! rather than the clock, and says whether the call settles agreed,
+//! disputed or on the provider's receipt alone (see [`settle`]).
+//!
 //! # Modules
 //!
 //! - [`claims`]: [`Ticket`], [`RateTerms`] (with billable-seconds rounding), [`UsageReceipt`].
@@ -88,23 +96,26 @@
 //! - [`sign`]: [`TicketSigner`], for payers and countersigning providers.
 //! - [`verify`]: [`TicketVerifier`], [`CertificateSource`], [`CallExpectation`], [`MinimumTerms`].
 //! - [`replay`]: [`ReplayCache`], bounded and time-windowed.
+//! - [`settle`]: [`LedgerVerifier`], [`Submission`], [`Outcome`]: central's checks before storing.
 
 mod certcache;
 pub mod claims;
 mod error;
 pub mod jws;
 pub mod replay;
+pub mod settle;
 pub mod sign;
 pub mod verify;
 
 pub use claims::{RateTerms, Ticket, UsageReceipt};
 pub use error::{Part, TicketError};
 pub use replay::ReplayCache;
+pub use settle::{LedgerVerifier, Outcome, SettledTicket, SettlementStatus, Submission};
 pub use sign::TicketSigner;
 pub use verify::{
-    CallExpectation, CertificateLookupError, CertificateSource, CertificateStatus, MinimumTerms,
-    TicketVerifier, VerifiedReceipt, VerifiedTicket, MAX_TICKET_LIFETIME_SECS,
-    TICKET_CLOCK_SKEW_SECS,
+    CallExpectation, CertificateLookupError, CertificateRecord, CertificateSource,
+    CertificateStatus, MinimumTerms, Revocation, TicketVerifier, VerifiedReceipt, VerifiedTicket,
+    MAX_TICKET_LIFETIME_SECS, TICKET_CLOCK_SKEW_SECS,
 };
 
 /// The SIP header that carries the ticket on an INVITE.

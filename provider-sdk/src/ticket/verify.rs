@@ -34,6 +34,51 @@ pub struct CertificateStatus {
     pub revoked: bool,
 }
 
+/// Whether and since when central has revoked a certificate: the ledger
+/// accepts a ticket signed *before* its signer's certificate was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    NotRevoked,
+    /// Revoked at this instant (it stays revoked).
+    RevokedAt(DateTime<Utc>),
+    /// Revoked, time not known (a source that only has a flag): treated as
+    /// revoked for all time, so nothing signed with it is accepted.
+    RevokedAtUnknownTime,
+}
+
+impl Revocation {
+    /// True when the certificate was revoked at or before `t`.
+    pub fn revoked_by(&self, t: DateTime<Utc>) -> bool {
+        match self {
+            Revocation::NotRevoked => false,
+            Revocation::RevokedAt(at) => *at <= t,
+            Revocation::RevokedAtUnknownTime => true,
+        }
+    }
+}
+
+/// A signer's certificate with its revocation time
+/// ([`CertificateSource::certificate_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    pub revocation: Revocation,
+}
+
+impl From<CertificateStatus> for CertificateRecord {
+    fn from(s: CertificateStatus) -> CertificateRecord {
+        CertificateRecord {
+            der: s.der,
+            revocation: if s.revoked {
+                Revocation::RevokedAtUnknownTime
+            } else {
+                Revocation::NotRevoked
+            },
+        }
+    }
+}
+
 /// Why a certificate could not be looked up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateLookupError {
@@ -49,17 +94,33 @@ pub enum CertificateLookupError {
 /// client implements it (with a cache honouring revocations); tests use a map.
 pub trait CertificateSource {
     fn certificate(&self, kid: &KeyId) -> Result<CertificateStatus, CertificateLookupError>;
+
+    /// The certificate with its revocation *time*, for the settlement ledger
+    /// ([`LedgerVerifier`](super::LedgerVerifier)), which judges tickets
+    /// after the fact. The default derives it from
+    /// [`certificate`](Self::certificate): a revoked flag without a time
+    /// counts as revoked for all time. Sources that know the time (central's
+    /// own database) override it.
+    fn certificate_record(&self, kid: &KeyId) -> Result<CertificateRecord, CertificateLookupError> {
+        self.certificate(kid).map(CertificateRecord::from)
+    }
 }
 
 impl<T: CertificateSource + ?Sized> CertificateSource for Arc<T> {
     fn certificate(&self, kid: &KeyId) -> Result<CertificateStatus, CertificateLookupError> {
         (**self).certificate(kid)
     }
+    fn certificate_record(&self, kid: &KeyId) -> Result<CertificateRecord, CertificateLookupError> {
+        (**self).certificate_record(kid)
+    }
 }
 
 impl<T: CertificateSource + ?Sized> CertificateSource for &T {
     fn certificate(&self, kid: &KeyId) -> Result<CertificateStatus, CertificateLookupError> {
         (**self).certificate(kid)
+    }
+    fn certificate_record(&self, kid: &KeyId) -> Result<CertificateRecord, CertificateLookupError> {
+        (**self).certificate_record(kid)
     }
 }
 
@@ -292,7 +353,7 @@ impl<S: CertificateSource> TicketVerifier<S> {
     }
 }
 
-fn certificate_error(e: PkiError) -> TicketError {
+pub(super) fn certificate_error(e: PkiError) -> TicketError {
     match e {
         PkiError::NotSignedByRoot | PkiError::BadSignature => TicketError::CertificateNotFromRoot,
         PkiError::Expired { not_after } => TicketError::CertificateExpired { not_after },
@@ -301,14 +362,16 @@ fn certificate_error(e: PkiError) -> TicketError {
     }
 }
 
-fn claims<T: serde::de::DeserializeOwned>(decoded: &DecodedJws<'_>) -> Result<T, TicketError> {
+pub(super) fn claims<T: serde::de::DeserializeOwned>(
+    decoded: &DecodedJws<'_>,
+) -> Result<T, TicketError> {
     serde_json::from_slice(&decoded.payload).map_err(|e| TicketError::InvalidJson {
         part: Part::Payload,
         detail: e.to_string(),
     })
 }
 
-fn check_issuer(signer: &CertifiedKey, iss: u64) -> Result<(), TicketError> {
+pub(super) fn check_issuer(signer: &CertifiedKey, iss: u64) -> Result<(), TicketError> {
     if signer.role != Role::Provider(iss) {
         return Err(TicketError::IssuerMismatch(format!(
             "iss {iss} but the certificate is for {}",
@@ -410,6 +473,6 @@ pub fn check_receipt(
     Ok(())
 }
 
-fn at(secs: i64) -> DateTime<Utc> {
+pub(super) fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
