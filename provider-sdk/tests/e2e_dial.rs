@@ -172,7 +172,7 @@ async fn a_failing_provider_is_passed_over_for_the_next() {
     net.wait_settlement(payer.id, dear.id, 1).await;
     let all = net.settlements().await;
     assert!(
-        !all["rows"]
+        !all["settlements"]
             .as_array()
             .unwrap()
             .iter()

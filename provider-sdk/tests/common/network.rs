@@ -174,7 +174,7 @@ impl Network {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let v = self.settlements().await;
-            let row = v["rows"].as_array().and_then(|rows| {
+            let row = v["settlements"].as_array().and_then(|rows| {
                 rows.iter()
                     .find(|r| {
                         r["payer_id"].as_u64() == Some(payer)
