@@ -219,3 +219,74 @@ async fn an_invite_without_a_valid_ticket_is_refused_with_the_reason() {
     drop(callee);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_wait_in_the_spool_while_central_is_unreachable_even_across_a_restart() {
+    let net = Network::start().await;
+    let callee = spawn_sipp_with("uas_answer.xml", None, &["-rtp_echo"]);
+    let port = free_port();
+    let carrier = net.register("carrier-a", port).await;
+    let payer = net.register("home-dialer", free_port()).await;
+    let mut link = common::network::Cuttable::new(&net.base).await;
+    let config = net.gateway_config(
+        "carrier-a",
+        port,
+        callee.target().port(),
+        "44,0.01,0,1,1,,\n",
+    );
+    // The gateway reaches central only through the cuttable link.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&net.base, &link.url());
+    std::fs::write(&config, text).unwrap();
+    let gateway = start_gateway(&config, Some(&carrier.token)).await;
+    net.wait_routes(NUMBER, &["carrier-a"]).await;
+    let dialer = net.dialer_config("home-dialer", "+4930123456");
+    let dial_task = {
+        let dialer = dialer.clone();
+        let token = payer.token.clone();
+        tokio::spawn(async move { dial(&dialer, Some(&token), &["--duration", "3", NUMBER]).await })
+    };
+    // Cut the gateway off from central while the call is up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    link.cut();
+    let (code, report, stderr) = dial_task.await.unwrap();
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let spool = net.path("carrier-a").join("spool");
+    let queued = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while queued(&spool) == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing was spooled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gateway.stop().await;
+    assert_eq!(queued(&spool), 1, "the ticket waits on disk");
+    assert!(
+        net.settlements().await["settlements"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing reached central yet"
+    );
+    // Back up, restarted: the spooled ticket reaches the ledger exactly once.
+    link.restore().await;
+    let gateway = start_gateway(&config, None).await;
+    let row = net.wait_settlement(payer.id, carrier.id, 1).await;
+    assert_eq!(row["tickets"], 1, "{row}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while queued(&spool) != 0 {
+        assert!(std::time::Instant::now() < deadline, "spool not drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    callee.succeeded().await;
+    gateway.stop().await;
+    net.shutdown().await;
+}

@@ -368,3 +368,77 @@ pub async fn dial(config: &Path, token: Option<&str>, args: &[&str]) -> (i32, Va
     });
     (out.status.code().unwrap_or(-1), report, stderr)
 }
+
+/// A TCP relay to central that the test can cut and restore, standing for
+/// the network between a gateway and central.
+pub struct Cuttable {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    up: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Cuttable {
+    pub async fn new(central_base: &str) -> Cuttable {
+        let target: std::net::SocketAddr = central_base
+            .trim_start_matches("https://")
+            .parse()
+            .expect("central address");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+            l.local_addr().expect("addr").port()
+        };
+        let mut c = Cuttable {
+            port,
+            target,
+            up: None,
+        };
+        c.restore().await;
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Refuses new connections and drops the open ones.
+    pub fn cut(&mut self) {
+        if let Some(up) = self.up.take() {
+            up.cancel();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        self.cut();
+        let token = tokio_util::sync::CancellationToken::new();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let target = self.target;
+        let stop = token.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        self.up = Some(token);
+    }
+}
