@@ -90,6 +90,17 @@ pub struct B2buaConfig {
     pub capture_headers: Vec<String>,
     /// How long to wait for the answers to our BYEs when headers are captured.
     pub bye_answer_wait: Duration,
+    /// Decides whether a request that belongs to no call in progress (a new
+    /// INVITE, an OPTIONS, a stray) is looked at; when it says no, nothing
+    /// is answered. `None` admits everyone.
+    pub admission: Option<Arc<dyn Admission>>,
+}
+
+/// Who may start calls: trusted peers, and how often (see
+/// [`B2buaConfig::admission`]). Requests and responses inside calls in
+/// progress are always admitted.
+pub trait Admission: Send + Sync + 'static {
+    fn admit(&self, source: SocketAddr) -> bool;
 }
 
 impl B2buaConfig {
@@ -112,6 +123,7 @@ impl B2buaConfig {
             media: Arc::new(|| Ok(Box::new(PassThrough))),
             capture_headers: Vec::new(),
             bye_answer_wait: Duration::from_secs(2),
+            admission: None,
         }
     }
 }
@@ -492,7 +504,8 @@ impl Engine {
             Verdict::Request(req) => self.on_request(&req, peer).await,
             Verdict::Response(resp) => self.on_response(&resp, peer).await,
             Verdict::Reject(r) => {
-                if r.answerable() {
+                let admitted = self.config.admission.as_ref().is_none_or(|a| a.admit(peer));
+                if r.answerable() && admitted {
                     let answer = Reply::for_rejection(&r).encode(&r.echo, &random_hex());
                     self.send(&answer, peer).await;
                 }
@@ -505,8 +518,21 @@ impl Engine {
         self.send(&reply.encode(&req.echo(), tag), peer).await;
     }
 
+    /// Whether a request belongs to a call in progress (either leg).
+    fn known_call(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+            || self.by_callee.contains_key(call_id)
+            || self.closing.contains_key(call_id)
+    }
+
     async fn on_request(&mut self, req: &Request<'_>, peer: SocketAddr) {
         let call_id = req.call_id().to_owned();
+        if let Some(admission) = &self.config.admission {
+            if !self.known_call(&call_id) && !admission.admit(peer) {
+                tracing::debug!(%peer, "request not admitted");
+                return;
+            }
+        }
         let to_tag = req.header("To").and_then(tag_of);
         match req.method() {
             Method::Options => {
