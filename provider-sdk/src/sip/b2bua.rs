@@ -1529,6 +1529,7 @@ impl Engine {
         }
         if (200..300).contains(&status) {
             let attempt = out.record(Outcome::Answered);
+            self.config.control.answered(caller_id, &attempt);
             call.record.attempts.push(attempt);
             call.record.final_status = Some(status);
             call.record.answered_at = Some(SystemTime::now());

@@ -227,6 +227,10 @@ pub trait CallControl: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The call was answered through `attempt` (e.g. to note it durably,
+    /// so a crash during the call still leaves a billable record).
+    fn answered(&self, _call_id: &str, _attempt: &AttemptRecord) {}
+
     /// The call is over; `record` is final.
     fn ended(&self, _record: &CallRecord) {}
 }
