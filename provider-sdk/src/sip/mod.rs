@@ -66,6 +66,7 @@ pub mod grammar;
 pub mod listener;
 pub mod message;
 pub mod prober;
+pub mod transport;
 pub mod uac;
 pub mod validate;
 pub mod wire;
