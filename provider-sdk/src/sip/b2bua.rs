@@ -1878,4 +1878,47 @@ mod tests {
             Some("z9hG4bKx")
         );
     }
+
+    #[test]
+    fn via_and_contact_name_the_legs_transport() {
+        let local = Local {
+            udp: "127.0.0.1:5060".parse().unwrap(),
+            tcp: Some("127.0.0.1:5062".parse().unwrap()),
+            tls: None,
+        };
+        assert_eq!(
+            local.via(Transport::Udp, "z9hG4bK1"),
+            "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1;rport\r\n"
+        );
+        assert_eq!(
+            local.via(Transport::Tcp, "z9hG4bK1"),
+            "Via: SIP/2.0/TCP 127.0.0.1:5062;branch=z9hG4bK1;rport\r\n"
+        );
+        assert_eq!(local.contact(Transport::Udp), "<sip:b2bua@127.0.0.1:5060>");
+        assert_eq!(
+            local.contact(Transport::Tcp),
+            "<sip:b2bua@127.0.0.1:5062;transport=tcp>"
+        );
+        // No TLS listener: the UDP address, but the transport still says TLS.
+        assert_eq!(
+            local.contact(Transport::Tls),
+            "<sip:b2bua@127.0.0.1:5060;transport=tls>"
+        );
+    }
+
+    #[test]
+    fn caller_contact_is_where_to_reconnect_only_for_streams_and_addresses() {
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let udp = Flow::Udp(peer);
+        assert!(caller_dest(&udp, "sip:a@127.0.0.1:5080;transport=tcp").is_none());
+        let (conn, _outbox) = super::super::transport::Conn::new(peer, Transport::Tls);
+        let tls = Flow::Stream(conn);
+        let dest = caller_dest(&tls, "sip:a@127.0.0.1:5080;transport=tls").unwrap();
+        assert_eq!(
+            (dest.transport, dest.addr),
+            (Transport::Tls, "127.0.0.1:5080".parse().unwrap())
+        );
+        assert_eq!(dest.server_name.as_deref(), Some("127.0.0.1"));
+        assert!(caller_dest(&tls, "sip:a@phone.example;transport=tls").is_none());
+    }
 }

@@ -114,7 +114,7 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    fn new(peer: SocketAddr, transport: Transport) -> (Conn, mpsc::Receiver<Vec<u8>>) {
+    pub(crate) fn new(peer: SocketAddr, transport: Transport) -> (Conn, mpsc::Receiver<Vec<u8>>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (outbox, rx) = mpsc::channel(OUTBOX_MESSAGES);
         let inner = ConnInner {
