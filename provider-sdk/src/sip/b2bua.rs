@@ -26,7 +26,8 @@
 //! The UDP socket is always there; [`B2buaConfig::tcp`] and
 //! [`B2buaConfig::tls`] add stream listeners (see [`super::transport`] for
 //! why these are our own and how a connection is bounded). Every message,
-//! whatever it came on, passes [`validate`] and then the one engine task.
+//! whatever it came on, goes to the one engine task, where [`validate`]
+//! sees it before anything else does.
 //! Per RFC 3261:
 //!
 //! - responses go back on the connection the request came on (18.2.2); if

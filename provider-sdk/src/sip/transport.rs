@@ -23,7 +23,10 @@
 //! oversized Content-Length, no end of the header part within the limit,
 //! more buffered than [`StreamLimits::max_buffered_bytes`]) gets the answer
 //! [`validate`] gives (a 400 with a Warning when the message can be
-//! answered at all) and the connection is closed. A connection with no
+//! answered at all) and the connection is closed. A message that is framed
+//! correctly but invalid is answered as on UDP (by the engine, which runs
+//! [`validate`] on every message first) and the connection stays open, since
+//! the stream is still in step. A connection with no
 //! traffic for [`StreamLimits::idle_timeout`] is closed unless a call in
 //! progress still uses it. A peer that does not read what is sent to it
 //! (its queue of [`OUTBOX_MESSAGES`] is full) is disconnected.
@@ -55,6 +58,9 @@ pub const OUTBOX_MESSAGES: usize = 256;
 const EVENT_QUEUE: usize = 1024;
 
 /// Bounds on stream connections (see [`B2buaConfig::streams`](super::b2bua::B2buaConfig::streams)).
+///
+/// Outbound connections are not counted in `max_connections`: there is one
+/// per target address in use (plus one opened again after a close).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamLimits {
     /// Accepted connections (TCP and TLS together) open at once; one more is
@@ -476,7 +482,11 @@ async fn run<S>(
         // Hand on every complete message already buffered.
         loop {
             match frame_stream(&buf) {
-                StreamFrame::Incomplete if buf.len() < limits.max_buffered_bytes => break,
+                StreamFrame::Incomplete
+                    if buf.is_empty() || buf.len() < limits.max_buffered_bytes =>
+                {
+                    break
+                }
                 StreamFrame::Incomplete | StreamFrame::Broken => {
                     // The stream cannot be resynchronised: answer what can be answered, then close.
                     let end = buf.len().min(MAX_MESSAGE_SIZE);
