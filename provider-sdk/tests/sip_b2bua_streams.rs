@@ -172,7 +172,8 @@ fn options(transport: &str, n: u32) -> String {
 }
 
 /// A caller's request in its own dialog (INVITE with SDP, ACK, BYE).
-fn caller_request(method: &str, cseq: u32, to: &str, branch: &str) -> String {
+fn caller_request(transport: &str, method: &str, cseq: u32, to: &str, branch: &str) -> String {
+    let lower = transport.to_ascii_lowercase();
     let body = if method == "INVITE" { SDP } else { "" };
     let content_type = if body.is_empty() {
         ""
@@ -180,10 +181,10 @@ fn caller_request(method: &str, cseq: u32, to: &str, branch: &str) -> String {
         "Content-Type: application/sdp\r\n"
     };
     format!(
-        "{method} sip:+4930123@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5998;branch={branch}\r\n\
+        "{method} sip:+4930123@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:5998;branch={branch}\r\n\
          Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: {to}\r\n\
-         Call-ID: tls-caller@127.0.0.1\r\nCSeq: {cseq} {method}\r\n\
-         Contact: <sip:caller@127.0.0.1:5998;transport=tls>\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+         Call-ID: {lower}-caller@127.0.0.1\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:caller@127.0.0.1:5998;transport={lower}>\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }
@@ -327,7 +328,7 @@ async fn tls_caller_to_udp_callee() {
     let mut caller = Peer::new(tls);
     let to = "<sip:+4930123@127.0.0.1>";
     caller
-        .send(&caller_request("INVITE", 1, to, "z9hG4bKinv1"))
+        .send(&caller_request("TLS", "INVITE", 1, to, "z9hG4bKinv1"))
         .await;
     let ok = caller.final_response().await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
@@ -338,10 +339,10 @@ async fn tls_caller_to_udp_callee() {
     assert!(ok.contains("m=audio"), "the callee's SDP is relayed: {ok}");
     let to = header(&ok, "To").to_owned();
     caller
-        .send(&caller_request("ACK", 1, &to, "z9hG4bKack1"))
+        .send(&caller_request("TLS", "ACK", 1, &to, "z9hG4bKack1"))
         .await;
     caller
-        .send(&caller_request("BYE", 2, &to, "z9hG4bKbye1"))
+        .send(&caller_request("TLS", "BYE", 2, &to, "z9hG4bKbye1"))
         .await;
     let bye_ok = caller.final_response().await;
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
@@ -589,4 +590,32 @@ async fn calls_to_one_tcp_target_share_one_connection() {
     let records = b.records();
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|r| r.final_status == Some(200)));
+}
+
+#[tokio::test]
+async fn caller_connection_closed_while_ringing_cancels_the_attempt() {
+    let callee = spawn_sipp_tcp("uas_ringing.xml", None, &[]);
+    settle().await;
+    let b = b2bua_with(vec![callee.tcp_target()], Duration::from_secs(10), with_tcp).await;
+    let mut caller = Peer::new(TcpStream::connect(b.tcp_addr().unwrap()).await.unwrap());
+    let to = "<sip:+4930123@127.0.0.1>";
+    caller
+        .send(&caller_request("TCP", "INVITE", 1, to, "z9hG4bKinv2"))
+        .await;
+    loop {
+        let msg = caller.recv().await;
+        assert!(msg.starts_with("SIP/2.0 1"), "{msg}");
+        if msg.starts_with("SIP/2.0 180") {
+            break;
+        }
+    }
+    drop(caller);
+    // The callee scenario only succeeds when it got the CANCEL.
+    callee.succeeded().await;
+    let r = record(&b).await;
+    assert_eq!(r.final_status, Some(487));
+    assert!(
+        matches!(outcomes(&r).as_slice(), [Outcome::Cancelled]),
+        "{r:?}"
+    );
 }

@@ -32,7 +32,10 @@
 //!
 //! - responses go back on the connection the request came on (18.2.2); if
 //!   that connection has closed meanwhile, the response is lost (no new
-//!   connection is opened to the Via's sent-by);
+//!   connection is opened to the Via's sent-by); a caller whose connection
+//!   closes before its call is answered has given up: the attempt in
+//!   progress is cancelled as if the caller had sent CANCEL (final status
+//!   487 in the record), so no callee answers a call nobody is on;
 //! - requests towards the caller inside its dialog (BYE, re-INVITE, ...)
 //!   go on the caller's connection while it is open, else on a new
 //!   connection to the caller's Contact (when it names an IP address and a
@@ -705,8 +708,28 @@ impl Engine {
     /// A stream connection is gone: attempts waiting on it for their final
     /// answer have failed (RFC 3261 8.1.3.1: a transport error), and the
     /// next attempt is tried.
+    ///
+    /// A caller whose connection closes before its call was answered can no
+    /// longer be given the answer: the call is abandoned as if cancelled
+    /// (otherwise a callee could answer a call nobody is on).
     async fn on_closed(&mut self, id: u64, connected: bool, detail: &str) {
         self.streams.forget(id);
+        let orphaned: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.phase != Phase::Up && !c.caller_gone && c.caller.flow.conn_id() == Some(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in orphaned {
+            tracing::info!(
+                call_id,
+                detail,
+                "the caller's connection closed before an answer"
+            );
+            self.abandon(&call_id).await;
+        }
         let failed: Vec<String> = self
             .calls
             .iter()
@@ -1299,10 +1322,21 @@ impl Engine {
             // The 200 won the race (the caller will send BYE), or a retransmission.
             return;
         }
-        call.caller_gone = true;
-        call.record.final_status = Some(487);
         let reply = Self::caller_reply(call, Reply::new(487, "Request Terminated"), &local);
         let caller_flow = call.caller.flow.clone();
+        self.abandon(&call_id).await;
+        self.send(&reply, &caller_flow).await;
+    }
+
+    /// The caller gave up on a call not yet answered: the attempt in
+    /// progress is cancelled and no further one is made.
+    async fn abandon(&mut self, call_id: &str) {
+        let local = self.local;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.caller_gone = true;
+        call.record.final_status = Some(487);
         if let Some(out) = call.out.as_mut() {
             call.record.attempts.push(out.record(Outcome::Cancelled));
             // Keep the leg known so a 200 racing the CANCEL can be ACKed and BYEd,
@@ -1312,7 +1346,6 @@ impl Engine {
             let flow = out.flow.flow.clone();
             self.send(&cancel, &flow).await;
         }
-        self.send(&reply, &caller_flow).await;
         // A call still routing (or between attempts) has no leg to wait for:
         // the next tick forgets it.
     }
