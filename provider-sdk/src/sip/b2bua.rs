@@ -611,7 +611,6 @@ fn push_headers(head: &mut String, headers: &[(String, String)]) {
 }
 
 fn inbound_call(req: &Request<'_>, peer: SocketAddr) -> InboundCall {
-    // (`source` is the address only; the transport is the engine's business.)
     let request_uri = req.uri().into_owned();
     let from = req.header("From").unwrap_or_default();
     let from_uri = uri_of(from);
