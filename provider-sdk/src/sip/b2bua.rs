@@ -1,4 +1,4 @@
-//! A back-to-back user agent over UDP built from the pieces of this module:
+//! A back-to-back user agent over UDP, TCP and TLS built from the pieces of this module:
 //! every message passes [`validate`] first, a [`CallControl`] decides where
 //! each call goes, outbound attempts are tried in order with their
 //! deadlines and the [`FailoverPolicy`], SDP goes through a [`MediaAnchor`],
@@ -15,11 +15,52 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Scope: UDP only, no route sets (Record-Route is not honoured), and no
+//! Scope: no route sets (Record-Route is not honoured), and few
 //! retransmission timers of its own (it answers every INVITE with 100 at
 //! once, so callers stop retransmitting; loopback and LAN peers). Every
 //! attempt's [`Outcome`] is kept in the [`CallRecord`], which goes to
 //! [`CallControl::ended`] and to a bounded list of recent records.
+//!
+//! # Transports
+//!
+//! The UDP socket is always there; [`B2buaConfig::tcp`] and
+//! [`B2buaConfig::tls`] add stream listeners (see [`super::transport`] for
+//! why these are our own and how a connection is bounded). Every message,
+//! whatever it came on, goes to the one engine task, where [`validate`]
+//! sees it before anything else does.
+//! Per RFC 3261:
+//!
+//! - responses go back on the connection the request came on (18.2.2); if
+//!   that connection has closed meanwhile, the response is lost (no new
+//!   connection is opened to the Via's sent-by); a caller whose connection
+//!   closes before its call is answered has given up: the attempt in
+//!   progress is cancelled as if the caller had sent CANCEL (final status
+//!   487 in the record), so no callee answers a call nobody is on;
+//! - requests towards the caller inside its dialog (BYE, re-INVITE, ...)
+//!   go on the caller's connection while it is open, else on a new
+//!   connection to the caller's Contact (when it names an IP address and a
+//!   stream transport);
+//! - an attempt to a [`SipTarget`] whose [`SipTarget::transport`] is TCP or
+//!   TLS reuses an open connection to the same address (and, for TLS, the
+//!   same server name) or opens one within
+//!   [`StreamLimits::connect_timeout`]; a connection that cannot be opened,
+//!   or that closes before the attempt's final answer, ends the attempt as
+//!   [`Outcome::TransportError`] and the next attempt is tried. TLS
+//!   attempts trust the roots of [`B2buaConfig::tls_client`] and verify the
+//!   target's host (a name, or an IP address in the certificate's
+//!   subjectAltName);
+//! - Via carries the leg's transport (`SIP/2.0/TCP`, `SIP/2.0/TLS`) and the
+//!   address of our listener for it (the UDP address when there is none:
+//!   answers come back on the connection anyway), Contact carries
+//!   `;transport=tcp` or `;transport=tls`;
+//! - nothing is retransmitted over a stream (reliable transports do not
+//!   retransmit; INVITEs over UDP still are, Timer A).
+//!
+//! [`B2buaConfig::admission`] also decides on stream peers: a connection
+//! from a source that is not admitted is closed as soon as it is accepted,
+//! before anything is read (and requests on an admitted connection are
+//! asked about again, as on UDP). A provider that opens a connection of its
+//! own towards us (instead of using ours) must therefore be admitted too.
 //!
 //! Timers per attempt ([`PlannedAttempt`]): no provisional answer within
 //! `setup_timeout` means the target is not answering (next attempt); no
@@ -49,7 +90,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -62,8 +103,11 @@ use super::control::{
     PlannedAttempt, Routing,
 };
 use super::message::{Method, Reply, Request, Response};
+pub use super::transport::StreamLimits;
+use super::transport::{Dest, Flow, LegFlow, StreamEvent, Streams};
 use super::validate::{validate, Echo, Policy, Verdict};
 use super::wire::MAX_MESSAGE_SIZE;
+use super::Transport;
 
 /// How long a cancelled outbound leg may take to answer (Timer B, 64 * T1).
 const CANCELLED_LEG_GRACE: Duration = Duration::from_secs(32);
@@ -81,7 +125,19 @@ pub type AnchorFactory = Arc<dyn Fn() -> Result<Box<dyn MediaAnchor>, MediaError
 /// How the B2BUA runs.
 #[derive(Clone)]
 pub struct B2buaConfig {
+    /// The UDP socket (always bound).
     pub bind: SocketAddr,
+    /// A TCP listener as well (`None`: no TCP ingress; outbound TCP
+    /// attempts work regardless).
+    pub tcp: Option<SocketAddr>,
+    /// A TLS listener as well, with the certificate it presents.
+    pub tls: Option<TlsInbound>,
+    /// Roots trusted for outbound TLS attempts (e.g.
+    /// [`crate::pki::tls::client_config`]); `None`: TLS targets end as
+    /// [`Outcome::TransportError`].
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// Bounds on TCP and TLS connections.
+    pub streams: StreamLimits,
     /// Decides where each call goes.
     pub control: Arc<dyn CallControl>,
     pub failover: FailoverPolicy,
@@ -94,6 +150,14 @@ pub struct B2buaConfig {
     /// INVITE, an OPTIONS, a stray) is looked at; when it says no, nothing
     /// is answered. `None` admits everyone.
     pub admission: Option<Arc<dyn Admission>>,
+}
+
+/// A TLS listener: where, and the server configuration (certificate,
+/// ring provider) it presents.
+#[derive(Clone)]
+pub struct TlsInbound {
+    pub bind: SocketAddr,
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 /// Who may start calls: trusted peers, and how often (see
@@ -113,11 +177,15 @@ impl B2buaConfig {
         }))
     }
 
-    /// 127.0.0.1 on a free port with `control` deciding, default stop
-    /// codes, SDP passed through, nothing captured.
+    /// 127.0.0.1 on a free port (UDP only) with `control` deciding,
+    /// default stop codes, SDP passed through, nothing captured.
     pub fn with_control(control: Arc<dyn CallControl>) -> Self {
         B2buaConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tcp: None,
+            tls: None,
+            tls_client: None,
+            streams: StreamLimits::default(),
             control,
             failover: FailoverPolicy::default(),
             media: Arc::new(|| Ok(Box::new(PassThrough))),
@@ -131,44 +199,90 @@ impl B2buaConfig {
 /// A running B2BUA.
 pub struct B2bua {
     local: SocketAddr,
+    tcp: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
     records: Arc<Mutex<VecDeque<CallRecord>>>,
     active: Arc<std::sync::atomic::AtomicUsize>,
     cancel: CancellationToken,
 }
 
 impl B2bua {
+    /// Binds the UDP socket and the configured stream listeners and starts
+    /// serving on the current tokio runtime.
     pub async fn bind(config: B2buaConfig) -> std::io::Result<B2bua> {
         let socket = UdpSocket::bind(config.bind).await?;
         let local = socket.local_addr()?;
+        let tcp = match config.tcp {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let tls = match &config.tls {
+            Some(t) => Some((TcpListener::bind(t.bind).await?, t.config.clone())),
+            None => None,
+        };
+        let addrs = Local {
+            udp: local,
+            tcp: tcp.as_ref().map(TcpListener::local_addr).transpose()?,
+            tls: tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
+        };
         let records = Arc::new(Mutex::new(VecDeque::new()));
         let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let cancel = CancellationToken::new();
         let (media_stopped, media_stopped_rx) = mpsc::unbounded_channel();
         let (routed, routed_rx) = mpsc::unbounded_channel();
+        let policy = Policy::default();
+        let (streams, stream_rx) = Streams::new(
+            config.streams.clone(),
+            policy.clone(),
+            config.tls_client.clone(),
+            cancel.clone(),
+        );
+        // One bound for TCP and TLS together.
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        if let Some(listener) = tcp {
+            streams.serve(listener, None, config.admission.clone(), open.clone());
+        }
+        if let Some((listener, server)) = tls {
+            streams.serve(listener, Some(server), config.admission.clone(), open);
+        }
         let engine = Engine {
             media_stopped,
             routed,
             socket: Arc::new(socket),
-            local,
+            local: addrs,
+            streams,
             config,
             calls: HashMap::new(),
             by_callee: HashMap::new(),
             closing: HashMap::new(),
             records: records.clone(),
             active: active.clone(),
-            policy: Policy::default(),
+            policy,
         };
-        tokio::spawn(engine.run(cancel.clone(), media_stopped_rx, routed_rx));
+        tokio::spawn(engine.run(cancel.clone(), media_stopped_rx, routed_rx, stream_rx));
         Ok(B2bua {
             local,
+            tcp: addrs.tcp,
+            tls: addrs.tls,
             records,
             active,
             cancel,
         })
     }
 
+    /// The UDP socket's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The TCP listener's address, when [`B2buaConfig::tcp`] was set.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The TLS listener's address, when [`B2buaConfig::tls`] was set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
     }
 
     /// Records of the most recent calls that have ended (at most [`RECENT_RECORDS`]).
@@ -205,7 +319,7 @@ enum Phase {
 /// The outbound leg (one attempt at a time).
 struct Outbound {
     plan: PlannedAttempt,
-    addr: SocketAddr,
+    flow: LegFlow,
     from_tag: String,
     to_tag: Option<String>,
     branch: String,
@@ -218,7 +332,7 @@ struct Outbound {
     /// Set once CANCEL was sent or the attempt was abandoned: the leg is
     /// only kept until it answers or this grace deadline passes.
     abandoned_until: Option<Instant>,
-    /// The INVITE as sent, retransmitted (RFC 3261 Timer A) until anything answers.
+    /// The INVITE as sent, retransmitted over UDP (RFC 3261 Timer A) until anything answers.
     invite: Vec<u8>,
     responded: bool,
     retransmit_at: Instant,
@@ -250,13 +364,15 @@ impl Outbound {
 struct Relay {
     from: Leg,
     echo: Echo,
-    addr: SocketAddr,
+    /// Where the request came from: its answer goes back there.
+    flow: Flow,
     method: Method,
 }
 
 struct Call {
     phase: Phase,
-    caller_addr: SocketAddr,
+    /// Where the caller's INVITE came from.
+    caller: LegFlow,
     caller_echo: Echo,
     caller_from: String,
     caller_contact: String,
@@ -323,7 +439,8 @@ struct Engine {
     /// Routing decisions, by the caller-side Call-ID.
     routed: mpsc::UnboundedSender<(String, Routing)>,
     socket: Arc<UdpSocket>,
-    local: SocketAddr,
+    local: Local,
+    streams: Streams,
     config: B2buaConfig,
     /// Keyed by the caller's Call-ID.
     calls: HashMap<String, Call>,
@@ -334,6 +451,57 @@ struct Engine {
     records: Arc<Mutex<VecDeque<CallRecord>>>,
     active: Arc<std::sync::atomic::AtomicUsize>,
     policy: Policy,
+}
+
+/// Our addresses, one per transport listened on.
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    udp: SocketAddr,
+    tcp: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+}
+
+impl Local {
+    /// The sent-by of our Via on a leg over `transport`: its listener, or
+    /// the UDP address when there is none (answers come on the connection).
+    fn sent_by(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp.unwrap_or(self.udp),
+            Transport::Tls => self.tls.unwrap_or(self.udp),
+        }
+    }
+
+    fn via(&self, transport: Transport, branch: &str) -> String {
+        let by = self.sent_by(transport);
+        format!("Via: SIP/2.0/{transport} {by};branch={branch};rport\r\n")
+    }
+
+    /// Our Contact on a leg over `transport`.
+    fn contact(&self, transport: Transport) -> String {
+        let at = self.sent_by(transport);
+        match transport {
+            Transport::Udp => format!("<sip:b2bua@{at}>"),
+            Transport::Tcp => format!("<sip:b2bua@{at};transport=tcp>"),
+            Transport::Tls => format!("<sip:b2bua@{at};transport=tls>"),
+        }
+    }
+}
+
+/// Where requests to the caller go when its connection has closed: its
+/// Contact, over the transport it came on (only for an IP address: no name
+/// lookups on the engine's task).
+fn caller_dest(flow: &Flow, contact: &str) -> Option<Dest> {
+    if flow.transport() == Transport::Udp {
+        return None;
+    }
+    let target = SipTarget::parse(contact).ok()?;
+    let ip: std::net::IpAddr = target.host().parse().ok()?;
+    Some(Dest {
+        transport: flow.transport(),
+        addr: SocketAddr::new(ip, target.port()),
+        server_name: Some(target.host().to_owned()),
+    })
 }
 
 fn random_hex() -> String {
@@ -473,6 +641,7 @@ impl Engine {
         cancel: CancellationToken,
         mut media_stopped: mpsc::UnboundedReceiver<(String, Duration)>,
         mut routed: mpsc::UnboundedReceiver<(String, Routing)>,
+        mut streams: mpsc::Receiver<StreamEvent>,
     ) {
         let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
         let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -487,34 +656,114 @@ impl Engine {
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((len, peer)) = r else { continue };
                     let packet = buf[..len].to_vec();
-                    self.on_packet(&packet, peer).await;
+                    self.on_packet(&packet, &Flow::Udp(peer)).await;
+                }
+                Some(event) = streams.recv() => match event {
+                    StreamEvent::Message { bytes, flow } => self.on_packet(&bytes, &flow).await,
+                    StreamEvent::Closed { id, connected, detail } => {
+                        self.on_closed(id, connected, &detail).await
+                    }
+                },
+            }
+        }
+    }
+
+    async fn send(&self, bytes: &[u8], to: &Flow) {
+        match to {
+            Flow::Udp(addr) => {
+                if let Err(e) = self.socket.send_to(bytes, addr).await {
+                    tracing::debug!(%addr, error = %e, "b2bua send failed");
+                }
+            }
+            Flow::Stream(conn) => {
+                if let Err(e) = conn.send(bytes.to_vec()) {
+                    tracing::debug!(?conn, error = e, "b2bua send failed");
                 }
             }
         }
     }
 
-    async fn send(&self, bytes: &[u8], to: SocketAddr) {
-        if let Err(e) = self.socket.send_to(bytes, to).await {
-            tracing::debug!(%to, error = %e, "b2bua send failed");
-        }
-    }
-
-    async fn on_packet(&mut self, packet: &[u8], peer: SocketAddr) {
+    async fn on_packet(&mut self, packet: &[u8], peer: &Flow) {
         match validate(packet, &self.policy) {
             Verdict::Request(req) => self.on_request(&req, peer).await,
             Verdict::Response(resp) => self.on_response(&resp, peer).await,
             Verdict::Reject(r) => {
-                let admitted = self.config.admission.as_ref().is_none_or(|a| a.admit(peer));
+                let admitted = self
+                    .config
+                    .admission
+                    .as_ref()
+                    .is_none_or(|a| a.admit(peer.peer()));
                 if r.answerable() && admitted {
                     let answer = Reply::for_rejection(&r).encode(&r.echo, &random_hex());
                     self.send(&answer, peer).await;
                 }
             }
-            Verdict::Drop(d) => tracing::debug!(%peer, detail = %d.detail, "dropped"),
+            Verdict::Drop(d) => {
+                tracing::debug!(peer = %peer.peer(), detail = %d.detail, "dropped")
+            }
         }
     }
 
-    async fn reply(&self, req: &Request<'_>, peer: SocketAddr, reply: Reply, tag: &str) {
+    /// A stream connection is gone: attempts waiting on it for their final
+    /// answer have failed (RFC 3261 8.1.3.1: a transport error), and the
+    /// next attempt is tried.
+    ///
+    /// A caller whose connection closes before its call was answered can no
+    /// longer be given the answer: the call is abandoned as if cancelled
+    /// (otherwise a callee could answer a call nobody is on).
+    async fn on_closed(&mut self, id: u64, connected: bool, detail: &str) {
+        self.streams.forget(id);
+        let orphaned: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.phase != Phase::Up && !c.caller_gone && c.caller.flow.conn_id() == Some(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in orphaned {
+            tracing::info!(
+                call_id,
+                detail,
+                "the caller's connection closed before an answer"
+            );
+            self.abandon(&call_id).await;
+        }
+        let failed: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.phase == Phase::Setup
+                    && !c.caller_gone
+                    && c.out.as_ref().is_some_and(|o| {
+                        o.abandoned_until.is_none() && o.flow.flow.conn_id() == Some(id)
+                    })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in failed {
+            let Some(call) = self.calls.get_mut(&call_id) else {
+                continue;
+            };
+            let Some(out) = call.out.take() else {
+                continue;
+            };
+            tracing::info!(
+                callee = out.call_id(),
+                connected,
+                detail,
+                "attempt lost its connection"
+            );
+            let outcome = Outcome::TransportError {
+                detail: detail.to_owned(),
+            };
+            call.record.attempts.push(out.record(outcome));
+            self.by_callee.remove(out.call_id());
+            self.next_attempt(&call_id).await;
+        }
+    }
+
+    async fn reply(&self, req: &Request<'_>, peer: &Flow, reply: Reply, tag: &str) {
         self.send(&reply.encode(&req.echo(), tag), peer).await;
     }
 
@@ -525,11 +774,11 @@ impl Engine {
             || self.closing.contains_key(call_id)
     }
 
-    async fn on_request(&mut self, req: &Request<'_>, peer: SocketAddr) {
+    async fn on_request(&mut self, req: &Request<'_>, peer: &Flow) {
         let call_id = req.call_id().to_owned();
         if let Some(admission) = &self.config.admission {
-            if !self.known_call(&call_id) && !admission.admit(peer) {
-                tracing::debug!(%peer, "request not admitted");
+            if !self.known_call(&call_id) && !admission.admit(peer.peer()) {
+                tracing::debug!(peer = %peer.peer(), "request not admitted");
                 return;
             }
         }
@@ -565,7 +814,7 @@ impl Engine {
         }
     }
 
-    async fn new_call(&mut self, req: &Request<'_>, peer: SocketAddr) {
+    async fn new_call(&mut self, req: &Request<'_>, peer: &Flow) {
         let echo = req.echo();
         self.send(&Reply::new(100, "Trying").encode(&echo, ""), peer)
             .await;
@@ -592,16 +841,17 @@ impl Engine {
                 }
             }
         };
-        let inbound = inbound_call(req, peer);
+        let inbound = inbound_call(req, peer.peer());
         let call_id = inbound.call_id.clone();
+        let caller_contact = req.header("Contact").map(uri_of).unwrap_or_default();
         let call = Call {
             phase: Phase::Routing,
-            caller_addr: peer,
+            caller: LegFlow::new(peer.clone(), caller_dest(peer, &caller_contact)),
             caller_from: req
                 .header("From")
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default(),
-            caller_contact: req.header("Contact").map(uri_of).unwrap_or_default(),
+            caller_contact,
             caller_echo: echo,
             our_tag: random_hex(),
             our_cseq: 0,
@@ -687,18 +937,21 @@ impl Engine {
                 continue;
             }
             let started_at = SystemTime::now();
-            let addr = match planned.target.resolve().await {
-                Ok(a) => a,
-                Err(e) => {
+            let flow = match planned.target.resolve().await {
+                Ok(addr) => self.flow_to(&planned.target, addr),
+                Err(e) => Err(e.to_string()),
+            };
+            let flow = match flow {
+                Ok(f) => f,
+                Err(detail) => {
+                    tracing::debug!(target = %planned.target, %detail, "attempt not started");
                     if let Some(call) = self.calls.get_mut(call_id) {
                         call.record.attempts.push(AttemptRecord {
                             target: planned.target.clone(),
                             call_id: planned.call_id.clone(),
                             label: planned.label.clone(),
                             group: planned.group,
-                            outcome: Outcome::TransportError {
-                                detail: e.to_string(),
-                            },
+                            outcome: Outcome::TransportError { detail },
                             started_at,
                             provisional_at: None,
                             ended_at: SystemTime::now(),
@@ -715,7 +968,7 @@ impl Engine {
                 setup_deadline: now + planned.setup_timeout,
                 answer_deadline: now + planned.answer_timeout,
                 plan: planned,
-                addr,
+                flow,
                 from_tag: random_hex(),
                 to_tag: None,
                 branch: new_branch(),
@@ -729,17 +982,33 @@ impl Engine {
                 retransmit_at: now + T1,
                 retransmit_interval: T1,
             };
-            let invite = invite_for(self.local, call, &out);
+            let invite = invite_for(&self.local, call, &out);
             let mut out = out;
             out.invite = invite.clone();
+            let flow = out.flow.flow.clone();
             self.by_callee
                 .insert(out.call_id().to_owned(), call_id.to_owned());
             if let Some(old) = call.out.replace(out) {
                 self.by_callee.remove(old.call_id());
             }
-            self.send(&invite, addr).await;
+            self.send(&invite, &flow).await;
             return;
         }
+    }
+
+    /// The way to a target at `addr`: UDP, or a stream connection (reused
+    /// or being opened).
+    fn flow_to(&mut self, target: &SipTarget, addr: SocketAddr) -> Result<LegFlow, String> {
+        if target.transport() == Transport::Udp {
+            return Ok(LegFlow::new(Flow::Udp(addr), None));
+        }
+        let dest = Dest {
+            transport: target.transport(),
+            addr,
+            server_name: Some(target.host().to_owned()),
+        };
+        let conn = self.streams.connection(&dest)?;
+        Ok(LegFlow::new(Flow::Stream(conn), Some(dest)))
     }
 }
 
@@ -782,14 +1051,16 @@ fn non_empty_reason(status: u16, reason: &str) -> String {
     }
 }
 
-fn invite_for(local: SocketAddr, call: &Call, out: &Outbound) -> Vec<u8> {
+fn invite_for(local: &Local, call: &Call, out: &Outbound) -> Vec<u8> {
     let from_uri = uri_of(call.caller_from.as_bytes());
+    let transport = out.flow.transport();
     let mut head = format!(
-            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: {mf}\r\n\
+            "INVITE {uri} SIP/2.0\r\n{via}Max-Forwards: {mf}\r\n\
              From: <{from_uri}>;tag={ftag}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\n\
-             Contact: <sip:b2bua@{local}>\r\n",
+             Contact: {contact}\r\n",
             uri = out.target().uri(),
-            branch = out.branch,
+            via = local.via(transport, &out.branch),
+            contact = local.contact(transport),
             mf = call.max_forwards,
             ftag = out.from_tag,
             cid = out.call_id(),
@@ -807,7 +1078,7 @@ fn invite_for(local: SocketAddr, call: &Call, out: &Outbound) -> Vec<u8> {
 
 /// A request inside the callee dialog (ACK, CANCEL reuse the INVITE's branch).
 fn callee_request(
-    local: SocketAddr,
+    local: &Local,
     out: &Outbound,
     method: &str,
     cseq: u32,
@@ -826,15 +1097,18 @@ fn callee_request(
         ("CANCEL", _) | (_, None) => String::new(),
         (_, Some(t)) => format!(";tag={t}"),
     };
+    let transport = out.flow.transport();
     let mut head = format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:b2bua@{local}>;tag={ftag}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
+            "{method} {uri} SIP/2.0\r\n{via}Max-Forwards: 70\r\n\
+             From: <sip:b2bua@{udp}>;tag={ftag}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
+            via = local.via(transport, branch),
+            udp = local.udp,
             ftag = out.from_tag,
             target = out.target().uri(),
             cid = out.call_id(),
         );
     if method != "ACK" && method != "CANCEL" {
-        head.push_str(&format!("Contact: <sip:b2bua@{local}>\r\n"));
+        head.push_str(&format!("Contact: {}\r\n", local.contact(transport)));
     }
     push_headers(&mut head, headers);
     finish_message(head, body)
@@ -853,7 +1127,7 @@ fn finish_message(mut head: String, body: Option<(&str, &[u8])>) -> Vec<u8> {
 
 /// A request inside the caller dialog (we are the UAS of that dialog).
 fn caller_request(
-    local: SocketAddr,
+    local: &Local,
     call: &Call,
     method: &str,
     cseq: u32,
@@ -868,24 +1142,26 @@ fn caller_request(
         .as_deref()
         .map(uri_of)
         .unwrap_or_default();
+    let transport = call.caller.transport();
     let mut head = format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+        "{method} {uri} SIP/2.0\r\n{via}Max-Forwards: 70\r\n\
              From: <{from}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
-            uri = call.caller_contact,
-            tag = call.our_tag,
-            cid = call.record.call_id,
-        );
+        via = local.via(transport, branch),
+        uri = call.caller_contact,
+        tag = call.our_tag,
+        cid = call.record.call_id,
+    );
     if method != "ACK" {
-        head.push_str(&format!("Contact: <sip:b2bua@{local}>\r\n"));
+        head.push_str(&format!("Contact: {}\r\n", local.contact(transport)));
     }
     push_headers(&mut head, headers);
     finish_message(head, body)
 }
 
 impl Engine {
-    fn caller_reply(call: &Call, reply: Reply, local: SocketAddr) -> Vec<u8> {
+    fn caller_reply(call: &Call, reply: Reply, local: &Local) -> Vec<u8> {
         let reply = if reply.status > 100 {
-            reply.header("Contact", format!("<sip:b2bua@{local}>"))
+            reply.header("Contact", local.contact(call.caller.transport()))
         } else {
             reply
         };
@@ -901,8 +1177,8 @@ impl Engine {
         if let Some(out) = call.out.take() {
             self.by_callee.remove(out.call_id());
         }
-        let bytes = Self::caller_reply(&call, reply, self.local);
-        self.send(&bytes, call.caller_addr).await;
+        let bytes = Self::caller_reply(&call, reply, &self.local);
+        self.send(&bytes, &call.caller.flow).await;
         self.close(call);
     }
 
@@ -932,15 +1208,21 @@ impl Engine {
         let mut resend = Vec::new();
         for call in self.calls.values_mut() {
             if let Some(out) = call.out.as_mut() {
-                if !out.responded && out.abandoned_until.is_none() && out.retransmit_at <= now {
+                // Reliable transports do not retransmit (RFC 3261 17.1.1.2).
+                let udp = matches!(out.flow.flow, Flow::Udp(_));
+                if udp
+                    && !out.responded
+                    && out.abandoned_until.is_none()
+                    && out.retransmit_at <= now
+                {
                     out.retransmit_interval = (out.retransmit_interval * 2).min(T2);
                     out.retransmit_at = now + out.retransmit_interval;
-                    resend.push((out.invite.clone(), out.addr));
+                    resend.push((out.invite.clone(), out.flow.flow.clone()));
                 }
             }
         }
-        for (bytes, addr) in resend {
-            self.send(&bytes, addr).await;
+        for (bytes, flow) in resend {
+            self.send(&bytes, &flow).await;
         }
         // Attempts past a deadline.
         let expired: Vec<String> = self
@@ -1010,14 +1292,14 @@ impl Engine {
             // It rang and nobody answered: other routes to the same callee won't help.
             call.skip_group = Some(out.plan.group);
             // CANCEL only after a provisional (RFC 3261 9.1); a silent target just gets abandoned.
-            let cancel = callee_request(local, &out, "CANCEL", out.cseq, &out.branch, &[], None);
-            self.send(&cancel, out.addr).await;
+            let cancel = callee_request(&local, &out, "CANCEL", out.cseq, &out.branch, &[], None);
+            self.send(&cancel, &out.flow.flow).await;
         }
         self.by_callee.remove(out.call_id());
         self.next_attempt(call_id).await;
     }
 
-    async fn on_cancel(&mut self, req: &Request<'_>, peer: SocketAddr) {
+    async fn on_cancel(&mut self, req: &Request<'_>, peer: &Flow) {
         let call_id = req.call_id().to_owned();
         let local = self.local;
         let Some(call) = self.calls.get_mut(&call_id) else {
@@ -1039,20 +1321,30 @@ impl Engine {
             // The 200 won the race (the caller will send BYE), or a retransmission.
             return;
         }
+        let reply = Self::caller_reply(call, Reply::new(487, "Request Terminated"), &local);
+        let caller_flow = call.caller.flow.clone();
+        self.abandon(&call_id).await;
+        self.send(&reply, &caller_flow).await;
+    }
+
+    /// The caller gave up on a call not yet answered: the attempt in
+    /// progress is cancelled and no further one is made.
+    async fn abandon(&mut self, call_id: &str) {
+        let local = self.local;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         call.caller_gone = true;
         call.record.final_status = Some(487);
-        let reply = Self::caller_reply(call, Reply::new(487, "Request Terminated"), local);
-        let caller_addr = call.caller_addr;
         if let Some(out) = call.out.as_mut() {
             call.record.attempts.push(out.record(Outcome::Cancelled));
             // Keep the leg known so a 200 racing the CANCEL can be ACKed and BYEd,
             // for Timer B (64*T1), then forget it.
             out.abandoned_until = Some(Instant::now() + CANCELLED_LEG_GRACE);
-            let cancel = callee_request(local, out, "CANCEL", out.cseq, &out.branch, &[], None);
-            let addr = out.addr;
-            self.send(&cancel, addr).await;
+            let cancel = callee_request(&local, out, "CANCEL", out.cseq, &out.branch, &[], None);
+            let flow = out.flow.flow.clone();
+            self.send(&cancel, &flow).await;
         }
-        self.send(&reply, caller_addr).await;
         // A call still routing (or between attempts) has no leg to wait for:
         // the next tick forgets it.
     }
@@ -1106,7 +1398,7 @@ impl Engine {
         }
     }
 
-    async fn on_bye(&mut self, req: &Request<'_>, peer: SocketAddr) {
+    async fn on_bye(&mut self, req: &Request<'_>, peer: &Flow) {
         let call_id = req.call_id().to_owned();
         let (caller_id, from) = if self.calls.contains_key(&call_id) {
             (call_id, Leg::Caller)
@@ -1168,14 +1460,16 @@ impl Engine {
             Leg::Callee => {
                 let out = call.out.as_mut()?;
                 out.cseq += 1;
-                let bye = callee_request(self.local, out, "BYE", out.cseq, &branch, &headers, None);
-                let addr = out.addr;
-                self.send(&bye, addr).await;
+                let flow = out.flow.for_request(&mut self.streams);
+                let bye =
+                    callee_request(&self.local, out, "BYE", out.cseq, &branch, &headers, None);
+                self.send(&bye, &flow).await;
             }
             Leg::Caller => {
                 call.our_cseq += 1;
+                let flow = call.caller.for_request(&mut self.streams);
                 let bye = caller_request(
-                    self.local,
+                    &self.local,
                     call,
                     "BYE",
                     call.our_cseq,
@@ -1183,7 +1477,7 @@ impl Engine {
                     &headers,
                     None,
                 );
-                self.send(&bye, call.caller_addr).await;
+                self.send(&bye, &flow).await;
             }
         }
         Some(branch)
@@ -1250,7 +1544,7 @@ impl Engine {
     }
 
     /// re-INVITE, UPDATE, INFO: sent on to the other leg; its answer comes back.
-    async fn relay_in_dialog(&mut self, req: &Request<'_>, peer: SocketAddr) {
+    async fn relay_in_dialog(&mut self, req: &Request<'_>, peer: &Flow) {
         let call_id = req.call_id().to_owned();
         let (caller_id, from) = if self.calls.contains_key(&call_id) {
             (call_id, Leg::Caller)
@@ -1292,20 +1586,21 @@ impl Engine {
         let relay = Relay {
             from,
             echo: req.echo(),
-            addr: peer,
+            flow: peer.clone(),
             method: method.clone(),
         };
-        let cseq_and_addr = match from {
+        let streams = &mut self.streams;
+        let cseq_and_flow = match from {
             Leg::Caller => call.out.as_mut().map(|out| {
                 out.cseq += 1;
-                (out.cseq, out.addr)
+                (out.cseq, out.flow.for_request(streams))
             }),
             Leg::Callee => {
                 call.our_cseq += 1;
-                Some((call.our_cseq, call.caller_addr))
+                Some((call.our_cseq, call.caller.for_request(streams)))
             }
         };
-        let Some((cseq, addr)) = cseq_and_addr else {
+        let Some((cseq, flow)) = cseq_and_flow else {
             return;
         };
         call.relays.insert(branch.clone(), relay);
@@ -1313,18 +1608,18 @@ impl Engine {
         let bytes = match from {
             Leg::Caller => match call.out.as_ref() {
                 Some(out) => {
-                    callee_request(local, out, method.as_str(), cseq, &branch, &[], body_ref)
+                    callee_request(&local, out, method.as_str(), cseq, &branch, &[], body_ref)
                 }
                 None => return,
             },
             Leg::Callee => {
-                caller_request(local, call, method.as_str(), cseq, &branch, &[], body_ref)
+                caller_request(&local, call, method.as_str(), cseq, &branch, &[], body_ref)
             }
         };
-        self.send(&bytes, addr).await;
+        self.send(&bytes, &flow).await;
     }
 
-    async fn on_response(&mut self, resp: &Response<'_>, peer: SocketAddr) {
+    async fn on_response(&mut self, resp: &Response<'_>, peer: &Flow) {
         let call_id = resp.call_id().to_owned();
         let branch = resp.header("Via").and_then(branch_of).unwrap_or_default();
         if *resp.cseq_method() == Method::Bye {
@@ -1399,7 +1694,7 @@ impl Engine {
         caller_id: &str,
         branch: &str,
         resp: &Response<'_>,
-        peer: SocketAddr,
+        peer: &Flow,
     ) {
         let local = self.local;
         let Some(call) = self.calls.get_mut(caller_id) else {
@@ -1416,15 +1711,24 @@ impl Engine {
         if relay.method == Method::Invite && (200..300).contains(&status) {
             match relay.from {
                 Leg::Caller => {
-                    if let Some(out) = call.out.as_ref() {
-                        let ack = ack_for(local, out, out.cseq, &new_branch());
-                        let _ = self.socket.send_to(&ack, out.addr).await;
+                    if let Some(out) = call.out.as_mut() {
+                        let ack = ack_for(&local, out, out.cseq, &new_branch());
+                        let flow = out.flow.for_request(&mut self.streams);
+                        self.send(&ack, &flow).await;
                     }
                 }
                 Leg::Callee => {
-                    let ack =
-                        caller_request(local, call, "ACK", call.our_cseq, &new_branch(), &[], None);
-                    let _ = self.socket.send_to(&ack, call.caller_addr).await;
+                    let ack = caller_request(
+                        &local,
+                        call,
+                        "ACK",
+                        call.our_cseq,
+                        &new_branch(),
+                        &[],
+                        None,
+                    );
+                    let flow = call.caller.for_request(&mut self.streams);
+                    self.send(&ack, &flow).await;
                 }
             }
         }
@@ -1453,10 +1757,11 @@ impl Engine {
                 .map(|o| o.from_tag.clone())
                 .unwrap_or_default(),
         };
-        let reply = reply.header("Contact", format!("<sip:b2bua@{local}>"));
+        let transport = relay.flow.transport();
+        let reply = reply.header("Contact", local.contact(transport));
         let bytes = reply.encode(&relay.echo, &tag);
         let _ = peer;
-        self.send(&bytes, relay.addr).await;
+        self.send(&bytes, &relay.flow).await;
     }
 
     async fn on_attempt_response(&mut self, caller_id: &str, resp: &Response<'_>) {
@@ -1494,9 +1799,9 @@ impl Engine {
                     reply.content_type = Some("application/sdp".into());
                 }
             }
-            let bytes = Self::caller_reply(call, reply, local);
-            let addr = call.caller_addr;
-            self.send(&bytes, addr).await;
+            let bytes = Self::caller_reply(call, reply, &local);
+            let flow = call.caller.flow.clone();
+            self.send(&bytes, &flow).await;
             return;
         }
         // Every final answer to our INVITE is acknowledged (non-2xx: same branch).
@@ -1505,9 +1810,9 @@ impl Engine {
         } else {
             out.branch.clone()
         };
-        let ack = ack_for(local, out, out.cseq, &ack_branch);
-        let out_addr = out.addr;
-        self.send(&ack, out_addr).await;
+        let ack = ack_for(&local, out, out.cseq, &ack_branch);
+        let out_flow = out.flow.flow.clone();
+        self.send(&ack, &out_flow).await;
         let Some(call) = self.calls.get_mut(caller_id) else {
             return;
         };
@@ -1516,8 +1821,8 @@ impl Engine {
             // Too late: the caller has gone. A 200 racing our CANCEL is ended by BYE.
             if (200..300).contains(&status) {
                 out.cseq += 1;
-                let bye = callee_request(local, out, "BYE", out.cseq, &new_branch(), &[], None);
-                self.send(&bye, out_addr).await;
+                let bye = callee_request(&local, out, "BYE", out.cseq, &new_branch(), &[], None);
+                self.send(&bye, &out_flow).await;
             }
             if let Some(mut call) = self.calls.remove(caller_id) {
                 if let Some(out) = call.out.take() {
@@ -1543,9 +1848,9 @@ impl Engine {
                     reply.content_type = Some("application/sdp".into());
                 }
             }
-            let bytes = Self::caller_reply(call, reply, local);
-            let addr = call.caller_addr;
-            self.send(&bytes, addr).await;
+            let bytes = Self::caller_reply(call, reply, &local);
+            let flow = call.caller.flow.clone();
+            self.send(&bytes, &flow).await;
             return;
         }
         let reason = resp.reason().into_owned();
@@ -1564,7 +1869,7 @@ impl Engine {
     }
 }
 
-fn ack_for(local: SocketAddr, out: &Outbound, cseq: u32, branch: &str) -> Vec<u8> {
+fn ack_for(local: &Local, out: &Outbound, cseq: u32, branch: &str) -> Vec<u8> {
     callee_request(local, out, "ACK", cseq, branch, &[], None)
 }
 
@@ -1606,5 +1911,48 @@ mod tests {
             branch_of(b"SIP/2.0/UDP h;branch=z9hG4bKx;rport").as_deref(),
             Some("z9hG4bKx")
         );
+    }
+
+    #[test]
+    fn via_and_contact_name_the_legs_transport() {
+        let local = Local {
+            udp: "127.0.0.1:5060".parse().unwrap(),
+            tcp: Some("127.0.0.1:5062".parse().unwrap()),
+            tls: None,
+        };
+        assert_eq!(
+            local.via(Transport::Udp, "z9hG4bK1"),
+            "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1;rport\r\n"
+        );
+        assert_eq!(
+            local.via(Transport::Tcp, "z9hG4bK1"),
+            "Via: SIP/2.0/TCP 127.0.0.1:5062;branch=z9hG4bK1;rport\r\n"
+        );
+        assert_eq!(local.contact(Transport::Udp), "<sip:b2bua@127.0.0.1:5060>");
+        assert_eq!(
+            local.contact(Transport::Tcp),
+            "<sip:b2bua@127.0.0.1:5062;transport=tcp>"
+        );
+        // No TLS listener: the UDP address, but the transport still says TLS.
+        assert_eq!(
+            local.contact(Transport::Tls),
+            "<sip:b2bua@127.0.0.1:5060;transport=tls>"
+        );
+    }
+
+    #[test]
+    fn caller_contact_is_where_to_reconnect_only_for_streams_and_addresses() {
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let udp = Flow::Udp(peer);
+        assert!(caller_dest(&udp, "sip:a@127.0.0.1:5080;transport=tcp").is_none());
+        let (conn, _outbox) = super::super::transport::Conn::new(peer, Transport::Tls);
+        let tls = Flow::Stream(conn);
+        let dest = caller_dest(&tls, "sip:a@127.0.0.1:5080;transport=tls").unwrap();
+        assert_eq!(
+            (dest.transport, dest.addr),
+            (Transport::Tls, "127.0.0.1:5080".parse().unwrap())
+        );
+        assert_eq!(dest.server_name.as_deref(), Some("127.0.0.1"));
+        assert!(caller_dest(&tls, "sip:a@phone.example;transport=tls").is_none());
     }
 }

@@ -30,12 +30,21 @@
 //!   timeout ends the call with BYE to both legs, and per-leg RTP statistics
 //!   land in the call record. Plug it in with
 //!   `config.media = RelayAnchor::factory(relay)`.
-//! - [`b2bua`]: a back-to-back user agent over UDP built from the above:
-//!   100 at once, serial failover with a per-attempt deadline, 18x and early
-//!   media relayed, CANCEL mapped, BYE both ways, re-INVITE/UPDATE/INFO
-//!   relayed, a [`b2bua::CallRecord`] per call (attempts, final status, who
-//!   hung up and why, media statistics). It is the harness the SIPp tests
-//!   (`tests/sip_b2bua.rs`, `tests/sip_media.rs` with the relay; scenarios in
+//! - [`transport`]: TCP and TLS for the B2BUA: listeners, outbound
+//!   connections reused per target, one task per connection framing the
+//!   stream, bounds ([`transport::StreamLimits`]: connections, buffered
+//!   bytes, idle time, connect time). Our own rather than rsipstack's,
+//!   because rsipstack's transports parse with its lenient parser before
+//!   anything else could look at the bytes (see below).
+//! - [`b2bua`]: a back-to-back user agent over UDP, TCP and TLS built from
+//!   the above: 100 at once, serial failover with a per-attempt deadline,
+//!   18x and early media relayed, CANCEL mapped, BYE both ways,
+//!   re-INVITE/UPDATE/INFO relayed, a [`b2bua::CallRecord`] per call
+//!   (attempts, final status, who hung up and why, media statistics).
+//!   Responses go back on the connection their request came on; each
+//!   outbound attempt uses its [`SipTarget`]'s transport. It is the harness
+//!   the SIPp tests (`tests/sip_b2bua.rs`, `tests/sip_b2bua_streams.rs` over
+//!   TCP and TLS, `tests/sip_media.rs` with the relay; scenarios in
 //!   `ops/sipp/`) run against.
 //!
 //! # Building a gateway on it
@@ -56,7 +65,10 @@
 //! rsipstack's parser is more lenient than RFC 3261 and RFC 4475 require (it
 //! accepts several of the torture test's invalid messages), so validation
 //! runs on raw bytes before any parser: see the tests in
-//! `tests/conformance_rfc4475.rs`.
+//! `tests/conformance_rfc4475.rs`. For the same reason the B2BUA's stream
+//! transports are a small layer of our own on tokio and tokio-rustls (ring
+//! provider) instead of rsipstack's: those hand on only what its parser
+//! accepted.
 
 pub mod anchor;
 pub mod b2bua;
@@ -66,6 +78,7 @@ pub mod grammar;
 pub mod listener;
 pub mod message;
 pub mod prober;
+pub mod transport;
 pub mod uac;
 pub mod validate;
 pub mod wire;

@@ -164,3 +164,87 @@ pub fn outcomes(record: &CallRecord) -> Vec<provider_sdk::sip::Outcome> {
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+/// Like [`spawn_sipp_with`] over TCP (`-t t1`): a callee listens on TCP
+/// only, a caller connects to `remote` over TCP.
+pub fn spawn_sipp_tcp(file: &str, remote: Option<SocketAddr>, extra: &[&str]) -> Sipp {
+    let port = free_tcp_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(sipp());
+    cmd.arg("-sf")
+        .arg(scenario(file))
+        .args([
+            "-t",
+            "t1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+        ])
+        .args([
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-max_recv_loops",
+            "1000",
+        ])
+        .args(["-trace_err", "-nr"])
+        .args(extra)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(remote) = remote {
+        cmd.args(["-s", "callee"]).arg(remote.to_string());
+    }
+    let child = cmd.spawn().expect("start sipp");
+    if remote.is_none() {
+        // A callee: wait until SIPp listens on its TCP port.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{file}: sipp did not listen on TCP port {port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Sipp {
+        child,
+        port,
+        name: format!("{file} (tcp)"),
+        _dir: dir,
+    }
+}
+
+/// A currently free TCP port on loopback.
+pub fn free_tcp_port() -> u16 {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe listener");
+    s.local_addr().expect("local addr").port()
+}
+
+impl Sipp {
+    /// This SIPp as a target reached over TCP.
+    pub fn tcp_target(&self) -> SipTarget {
+        SipTarget::parse(&format!("sip:callee@127.0.0.1:{};transport=tcp", self.port))
+            .expect("target")
+    }
+}
+
+/// A B2BUA with `configure` applied to the loopback configuration for
+/// `targets` (e.g. to add a TCP listener).
+pub async fn b2bua_with(
+    targets: Vec<SipTarget>,
+    attempt_timeout: Duration,
+    configure: impl FnOnce(&mut B2buaConfig),
+) -> B2bua {
+    let mut config = B2buaConfig::with_control(std::sync::Arc::new(FixedTargets {
+        targets,
+        attempt_timeout,
+    }));
+    configure(&mut config);
+    B2bua::bind(config).await.expect("bind b2bua")
+}
