@@ -333,7 +333,11 @@ mod tests {
             &standing(dec!(10), dec!(5), dec!(5), 0),
         )
         .unwrap_err();
-        assert!(r.reason.contains("daily spend cap of 5 EUR"), "{}", r.reason);
+        assert!(
+            r.reason.contains("daily spend cap of 5 EUR"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]

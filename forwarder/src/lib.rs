@@ -22,8 +22,16 @@
 //! the store.
 
 pub mod amount;
+pub mod api;
+pub mod app;
 pub mod authorize;
+pub mod ca;
+pub mod config;
 pub mod db;
+pub mod metrics;
+pub mod problem;
 pub mod rules;
+pub mod server;
 pub mod store;
 pub mod subscriber;
+pub mod tls;

@@ -403,7 +403,12 @@ mod tests {
             // Winter (CET, UTC+1): Monday 08:00 local is 07:00 UTC.
             (&rules, "2026-03-02T07:00:00Z", Berlin, Some("office")),
             (&rules, "2026-03-02T06:59:59Z", Berlin, None),
-            (&with_fallback, "2026-03-02T06:59:59Z", Berlin, Some("always")),
+            (
+                &with_fallback,
+                "2026-03-02T06:59:59Z",
+                Berlin,
+                Some("always"),
+            ),
             // 18:00 is the end: not included.
             (&rules, "2026-03-02T16:59:00Z", Berlin, Some("office")),
             (&rules, "2026-03-02T17:00:00Z", Berlin, None),

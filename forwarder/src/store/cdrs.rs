@@ -464,15 +464,17 @@ pub fn update(
     })
 }
 
-fn media_seen_inner(conn: &mut DbConnection, id: &str, at: DateTime<Utc>) -> Result<usize, StoreError> {
+fn media_seen_inner(
+    conn: &mut DbConnection,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let t = to_micros(at);
     // Only forward: a late, out-of-order report never moves it back.
     Ok(diesel::update(
-        cdrs::table.find(id).filter(
-            cdrs::last_media_at
-                .is_null()
-                .or(cdrs::last_media_at.lt(t)),
-        ),
+        cdrs::table
+            .find(id)
+            .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
     )
     .set(cdrs::last_media_at.eq(t))
     .execute(conn)?)
@@ -487,11 +489,7 @@ pub fn media_seen(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> Resul
         cdrs::table
             .find(id.to_string())
             .filter(cdrs::status.eq_any([CdrStatus::Open.as_str(), CdrStatus::Answered.as_str()]))
-            .filter(
-                cdrs::last_media_at
-                    .is_null()
-                    .or(cdrs::last_media_at.lt(t)),
-            ),
+            .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
     )
     .set(cdrs::last_media_at.eq(t))
     .execute(conn)?;
@@ -615,7 +613,8 @@ fn retried_close(
     let same = current.status == close.status.into()
         && current.ended_at == Some(trunc_micros(close.ended_at))
         && current.billable_seconds == Some(close.billable_seconds)
-        && current.rating.map(|r| (r.price, r.currency)) == close.rating.map(|r| (r.price, r.currency))
+        && current.rating.map(|r| (r.price, r.currency))
+            == close.rating.map(|r| (r.price, r.currency))
         && current.hangup_cause.as_deref() == cause;
     if !same {
         return Err(StoreError::Conflict(format!(
@@ -642,7 +641,10 @@ pub fn open_cdrs(conn: &mut DbConnection) -> Result<Vec<Cdr>, StoreError> {
         .filter(cdrs::status.eq_any(OPEN_STATUSES))
         .order((cdrs::received_at, cdrs::id))
         .load(conn)?;
-    Ok(rows.into_iter().map(Cdr::try_from).collect::<Result<_, _>>()?)
+    Ok(rows
+        .into_iter()
+        .map(Cdr::try_from)
+        .collect::<Result<_, _>>()?)
 }
 
 /// The moment a crashed call is taken to have ended.
@@ -731,5 +733,8 @@ pub fn list(
         .order((cdrs::received_at.desc(), cdrs::id.desc()))
         .limit(q.limit)
         .load(conn)?;
-    Ok(rows.into_iter().map(Cdr::try_from).collect::<Result<_, _>>()?)
+    Ok(rows
+        .into_iter()
+        .map(Cdr::try_from)
+        .collect::<Result<_, _>>()?)
 }

@@ -84,7 +84,9 @@ pub(crate) fn last_insert_id(conn: &mut DbConnection) -> Result<i64, StoreError>
     use diesel::dsl::sql;
     use diesel::sql_types::BigInt;
     let id = match conn {
-        DbConnection::Sqlite(c) => diesel::select(sql::<BigInt>("last_insert_rowid()")).get_result(c)?,
+        DbConnection::Sqlite(c) => {
+            diesel::select(sql::<BigInt>("last_insert_rowid()")).get_result(c)?
+        }
         DbConnection::Postgres(c) => diesel::select(sql::<BigInt>("lastval()")).get_result(c)?,
     };
     Ok(id)

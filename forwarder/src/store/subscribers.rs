@@ -63,9 +63,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
 
 fn calls_cap(v: Option<u32>) -> Result<Option<i32>, StoreError> {
     v.map(|n| {
-        i32::try_from(n).map_err(|_| {
-            StoreError::Invalid("max_concurrent_calls: too large".into())
-        })
+        i32::try_from(n).map_err(|_| StoreError::Invalid("max_concurrent_calls: too large".into()))
     })
     .transpose()
 }
@@ -81,26 +79,26 @@ pub fn add(
     let cap = calls_cap(new.max_concurrent_calls)?;
     let t = to_micros(now);
     conn.transaction(|conn| {
-    diesel::insert_into(subs::table)
-        .values((
-            subs::name.eq(&new.name),
-            subs::status.eq(SubscriberStatus::Active.as_str()),
-            subs::email.eq(&new.email),
-            subs::time_zone.eq(new.time_zone.name()),
-            subs::plan.eq(&new.plan),
-            subs::currency.eq(new.currency.as_str()),
-            subs::account_kind.eq(new.account.kind()),
-            subs::credit_limit.eq(new.account.credit_limit().map(StoredMoney)),
-            subs::daily_spend_cap.eq(new.daily_spend_cap.map(StoredMoney)),
-            subs::monthly_spend_cap.eq(new.monthly_spend_cap.map(StoredMoney)),
-            subs::max_concurrent_calls.eq(cap),
-            subs::balance.eq(StoredMoney(Decimal::ZERO)),
-            subs::created_at.eq(t),
-            subs::updated_at.eq(t),
-        ))
-        .execute(conn)?;
-    let id = super::last_insert_id(conn)?;
-    get(conn, id)
+        diesel::insert_into(subs::table)
+            .values((
+                subs::name.eq(&new.name),
+                subs::status.eq(SubscriberStatus::Active.as_str()),
+                subs::email.eq(&new.email),
+                subs::time_zone.eq(new.time_zone.name()),
+                subs::plan.eq(&new.plan),
+                subs::currency.eq(new.currency.as_str()),
+                subs::account_kind.eq(new.account.kind()),
+                subs::credit_limit.eq(new.account.credit_limit().map(StoredMoney)),
+                subs::daily_spend_cap.eq(new.daily_spend_cap.map(StoredMoney)),
+                subs::monthly_spend_cap.eq(new.monthly_spend_cap.map(StoredMoney)),
+                subs::max_concurrent_calls.eq(cap),
+                subs::balance.eq(StoredMoney(Decimal::ZERO)),
+                subs::created_at.eq(t),
+                subs::updated_at.eq(t),
+            ))
+            .execute(conn)?;
+        let id = super::last_insert_id(conn)?;
+        get(conn, id)
     })
 }
 
@@ -139,7 +137,9 @@ pub fn update(
             diesel::update(target).set(subs::name.eq(v)).execute(conn)?;
         }
         if let Some(v) = &patch.email {
-            diesel::update(target).set(subs::email.eq(v)).execute(conn)?;
+            diesel::update(target)
+                .set(subs::email.eq(v))
+                .execute(conn)?;
         }
         if let Some(v) = &patch.time_zone {
             diesel::update(target)
