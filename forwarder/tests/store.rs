@@ -11,9 +11,7 @@ use common::{Backend, TestDb};
 use forwarder::authorize::{authorize, RefusalKind};
 use forwarder::db::DbConnection;
 use forwarder::rules::{parse_target, parse_window, Rule};
-use forwarder::store::cdrs::{
-    self, CdrClose, CdrProgress, CdrStatus, FinalStatus, NewCdr, Rating,
-};
+use forwarder::store::cdrs::{self, CdrClose, CdrProgress, CdrStatus, FinalStatus, NewCdr, Rating};
 use forwarder::store::ledger::{self, EntryKind, NewEntry};
 use forwarder::store::{credentials, numbers, rules, subscribers, StoreError};
 use forwarder::subscriber::{Account, NewSubscriber, SubscriberPatch, SubscriberStatus};
@@ -95,7 +93,10 @@ fn open_call(conn: &mut DbConnection, sub: i64, at: DateTime<Utc>) -> Uuid {
 fn check_balance(conn: &mut DbConnection, sub: i64) -> Decimal {
     let cached = ledger::balance(conn, sub).unwrap();
     let sum = ledger::ledger_sum(conn, sub).unwrap();
-    assert_eq!(cached, sum, "cached balance must equal the sum of the ledger");
+    assert_eq!(
+        cached, sum,
+        "cached balance must equal the sum of the ledger"
+    );
     cached
 }
 
@@ -189,7 +190,9 @@ fn numbers_and_rules(backend: Backend) {
     ));
     let list = numbers::of_subscriber(conn, a.id).unwrap();
     assert_eq!(
-        list.iter().map(|n| n.number.to_string()).collect::<Vec<_>>(),
+        list.iter()
+            .map(|n| n.number.to_string())
+            .collect::<Vec<_>>(),
         ["+4930123456", "+4930123457"]
     );
     let found = numbers::subscriber_by_number(conn, &num("+4930123457"))
@@ -232,7 +235,10 @@ fn numbers_and_rules(backend: Backend) {
         rules::replace(conn, a.id, &[always.clone(), broken], now),
         Err(StoreError::Invalid(_))
     ));
-    assert_eq!(rules::get(conn, a.id).unwrap(), vec![office.clone(), always]);
+    assert_eq!(
+        rules::get(conn, a.id).unwrap(),
+        vec![office.clone(), always]
+    );
     rules::replace(conn, a.id, &[office.clone()], now).unwrap();
     assert_eq!(rules::get(conn, a.id).unwrap(), vec![office]);
     assert!(rules::get(conn, b.id).unwrap().is_empty());
@@ -360,7 +366,9 @@ fn close_and_charge(backend: Backend) {
             provider_id: Some(7),
             provider_name: Some("cheap-carrier".into()),
             decision: Some(serde_json::json!({"chosen": 7, "candidates": [7, 8]})),
-            attempts: Some(serde_json::json!([{"provider": 8, "status": 503}, {"provider": 7, "status": 200}])),
+            attempts: Some(
+                serde_json::json!([{"provider": 8, "status": 503}, {"provider": 7, "status": 200}]),
+            ),
             ticket_id: Some("tkt-1".into()),
             last_media_at: None,
         },
@@ -512,7 +520,10 @@ fn close_and_charge_is_atomic(backend: Backend) {
     assert_eq!(ok.balance, balance - dec!(0.10));
     assert_eq!(check_balance(conn, s.id), balance - dec!(0.10));
 }
-both_backends_sync!(close_and_charge_is_atomic, super::close_and_charge_is_atomic);
+both_backends_sync!(
+    close_and_charge_is_atomic,
+    super::close_and_charge_is_atomic
+);
 
 /// After a crash: the open CDRs are listed with what is needed to close and
 /// bill them from their last media time.
@@ -638,7 +649,10 @@ fn caller_text_is_any_text(backend: Backend) {
     let now = Utc::now();
     let s = subscribers::add(conn, &new_sub("UTC", Account::Prepaid), now).unwrap();
     let id = Uuid::new_v4();
-    let name = format!("\"Eve\0\u{1b}[31m'; DROP TABLE cdrs; --{}", "x".repeat(1000));
+    let name = format!(
+        "\"Eve\0\u{1b}[31m'; DROP TABLE cdrs; --{}",
+        "x".repeat(1000)
+    );
     let new = NewCdr {
         id,
         subscriber_id: s.id,

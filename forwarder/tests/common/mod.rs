@@ -119,7 +119,10 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, pg) = match backend {
             Backend::Sqlite => (
-                dir.path().join("test.sqlite").to_string_lossy().into_owned(),
+                dir.path()
+                    .join("test.sqlite")
+                    .to_string_lossy()
+                    .into_owned(),
                 None,
             ),
             Backend::Postgres(admin) => {
