@@ -168,13 +168,13 @@ pub struct SubscriberFields {
     #[arg(long)]
     currency: String,
     /// Postpaid with this credit limit (default: prepaid).
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     credit_limit: Option<String>,
     /// Most call charges per local day.
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     daily_cap: Option<String>,
     /// Most call charges per local month.
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     monthly_cap: Option<String>,
     /// Most calls at the same time.
     #[arg(long, value_name = "N")]
@@ -195,13 +195,13 @@ pub struct ChangeFields {
     #[arg(long, conflicts_with = "credit_limit")]
     prepaid: bool,
     /// Make the account postpaid with this credit limit.
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     credit_limit: Option<String>,
     /// New daily cap ("none" removes it).
-    #[arg(long, value_name = "AMOUNT|none")]
+    #[arg(long, value_name = "AMOUNT|none", allow_hyphen_values = true)]
     daily_cap: Option<String>,
     /// New monthly cap ("none" removes it).
-    #[arg(long, value_name = "AMOUNT|none")]
+    #[arg(long, value_name = "AMOUNT|none", allow_hyphen_values = true)]
     monthly_cap: Option<String>,
     /// New concurrent-call cap ("none" removes it).
     #[arg(long, value_name = "N|none")]
