@@ -14,8 +14,8 @@
 //!
 //! [`start`] opens the database (running its migrations), binds the API and
 //! returns a [`Running`] handle. The SIP side plugs in next to it: it takes
-//! [`Running::db`] and [`Running::config`], and stops when
-//! [`Running::stopped`] resolves:
+//! [`Running::db`] and [`Running::config`], and stops when the
+//! [`StopSignal`] from [`Running::stop_signal`] resolves:
 //!
 //! ```no_run
 //! # async fn sip(_db: forwarder::db::Database, _stop: forwarder::app::StopSignal) {}

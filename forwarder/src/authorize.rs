@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 /// A subscriber's money and calls at the moment of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Standing {
     /// Sum of the ledger (negative: owes money).
     pub balance: Decimal,
@@ -65,6 +65,11 @@ impl Refusal {
         }
     }
 
+    /// The called number belongs to no subscriber: 404.
+    pub fn unknown_number() -> Refusal {
+        Refusal::new(RefusalKind::UnknownNumber, 404, "number not in service")
+    }
+
     /// No forwarding rule applies now ([`crate::rules::select`] gave
     /// `None`): 480 Temporarily Unavailable.
     pub fn no_matching_rule() -> Refusal {
@@ -89,11 +94,7 @@ pub fn headroom(account: &Account, balance: Decimal) -> Decimal {
 /// belongs to nobody) may go ahead.
 pub fn authorize(subscriber: Option<&Subscriber>, standing: &Standing) -> Result<(), Refusal> {
     let Some(s) = subscriber else {
-        return Err(Refusal::new(
-            RefusalKind::UnknownNumber,
-            404,
-            "number not in service",
-        ));
+        return Err(Refusal::unknown_number());
     };
     match s.status {
         SubscriberStatus::Active => {}
@@ -246,7 +247,8 @@ mod tests {
         };
         let fine = standing(dec!(10), dec!(1), dec!(10), 0);
         // (subscriber, standing, expected: None = allowed, Some(kind, status))
-        let cases: Vec<(Option<Subscriber>, Standing, Option<(RefusalKind, u16)>)> = vec![
+        type Case = (Option<Subscriber>, Standing, Option<(RefusalKind, u16)>);
+        let cases: Vec<Case> = vec![
             (None, fine, Some((UnknownNumber, 404))),
             (Some(sub(S::Active, pre)), fine, None),
             (Some(sub(S::Suspended, pre)), fine, Some((Suspended, 403))),

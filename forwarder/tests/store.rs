@@ -239,7 +239,7 @@ fn numbers_and_rules(backend: Backend) {
         rules::get(conn, a.id).unwrap(),
         vec![office.clone(), always]
     );
-    rules::replace(conn, a.id, &[office.clone()], now).unwrap();
+    rules::replace(conn, a.id, std::slice::from_ref(&office), now).unwrap();
     assert_eq!(rules::get(conn, a.id).unwrap(), vec![office]);
     assert!(rules::get(conn, b.id).unwrap().is_empty());
     assert!(matches!(
@@ -676,3 +676,108 @@ fn caller_text_is_any_text(backend: Backend) {
     ));
 }
 both_backends_sync!(caller_text_is_any_text, super::caller_text_is_any_text);
+
+/// One-step admission: refusals leave nothing behind, and calls arriving
+/// together never exceed the concurrent-call cap.
+fn admission(backend: Backend) {
+    use forwarder::store::admission::{admit, Admission, InboundCall};
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    // Monday 2026-03-02 10:00 in Berlin.
+    let now = t("2026-03-02T09:00:00Z");
+    let s = subscribers::add(conn, &new_sub("Europe/Berlin", Account::Prepaid), now).unwrap();
+    numbers::add(conn, s.id, &num("+4930123456"), now).unwrap();
+    let call = |n: &str| InboundCall {
+        id: Uuid::new_v4(),
+        called_number: num(n),
+        caller_number: Some("+441234".into()),
+        caller_name: None,
+    };
+    let refused = |a: Admission| match a {
+        Admission::Refused(r) => (r.kind, r.status),
+        Admission::Admitted(a) => panic!("admitted: {a:?}"),
+    };
+    assert_eq!(
+        refused(admit(conn, &call("+4930999999"), now).unwrap()),
+        (RefusalKind::UnknownNumber, 404)
+    );
+    // No funds yet.
+    assert_eq!(
+        refused(admit(conn, &call("+4930123456"), now).unwrap()),
+        (RefusalKind::NoFunds, 402)
+    );
+    ledger::record(conn, s.id, &payment(dec!(3), "p"), now).unwrap();
+    // Funds, but only a weekend rule.
+    let weekend = Rule {
+        name: Some("weekend".into()),
+        targets: vec![parse_target("+491701111").unwrap()],
+        windows: vec![parse_window("sat,sun 00:00-24:00").unwrap()],
+    };
+    rules::replace(conn, s.id, std::slice::from_ref(&weekend), now).unwrap();
+    assert_eq!(
+        refused(admit(conn, &call("+4930123456"), now).unwrap()),
+        (RefusalKind::NoRule, 480)
+    );
+    subscribers::set_status(conn, s.id, SubscriberStatus::Suspended, now).unwrap();
+    assert_eq!(
+        refused(admit(conn, &call("+4930123456"), now).unwrap()),
+        (RefusalKind::Suspended, 403)
+    );
+    subscribers::set_status(conn, s.id, SubscriberStatus::Active, now).unwrap();
+    assert!(
+        cdrs::open_cdrs(conn).unwrap().is_empty(),
+        "refusals write no CDR"
+    );
+    let always = Rule {
+        name: Some("always".into()),
+        targets: vec![parse_target("+491702222:20").unwrap()],
+        windows: vec![],
+    };
+    rules::replace(conn, s.id, &[weekend, always.clone()], now).unwrap();
+    let first = call("+4930123456");
+    match admit(conn, &first, now).unwrap() {
+        Admission::Admitted(a) => {
+            assert_eq!(a.rule, always);
+            assert_eq!(a.cdr.id, first.id);
+            assert_eq!(a.cdr.status, CdrStatus::Open);
+            assert_eq!(a.standing.balance, dec!(3));
+            assert_eq!(a.standing.active_calls, 0);
+        }
+        Admission::Refused(r) => panic!("refused: {r}"),
+    }
+    drop(c);
+    // Cap of two, one call in progress: of six arriving together exactly
+    // one more gets in.
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let db = tdb.db.clone();
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                let call = InboundCall {
+                    id: Uuid::new_v4(),
+                    called_number: E164::parse("+4930123456").unwrap(),
+                    caller_number: None,
+                    caller_name: None,
+                };
+                match admit(&mut conn, &call, Utc::now()).unwrap() {
+                    Admission::Admitted(_) => None,
+                    Admission::Refused(r) => Some((r.kind, r.status)),
+                }
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_none()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes
+        .iter()
+        .flatten()
+        .all(|o| *o == (RefusalKind::ConcurrentCalls, 486)));
+    let mut c = tdb.db.conn().unwrap();
+    assert_eq!(cdrs::active_calls(&mut c, s.id).unwrap(), 2);
+}
+both_backends_sync!(admission, super::admission);

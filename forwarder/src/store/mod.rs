@@ -5,6 +5,7 @@
 //! be all-or-nothing run in one transaction *here*, so a caller cannot
 //! forget it.
 //!
+//! - [`admission`]: an inbound call decided and its CDR opened in one step.
 //! - [`subscribers`]: add, read, change, suspend/resume/close.
 //! - [`numbers`]: numbers of a subscriber; who owns a called number.
 //! - [`rules`]: a subscriber's forwarding rules (read, replace).
@@ -19,6 +20,7 @@
 //! serialises writers per subscriber, in SQLite it takes the write lock
 //! before anything is read, so no transaction works from a stale snapshot.
 
+pub mod admission;
 pub mod cdrs;
 pub mod credentials;
 pub mod ledger;
