@@ -169,7 +169,6 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<DataDir> {
             subject_cn: "operator".into(),
             cert_pem: operator.cert.cert_pem.clone(),
             not_after: operator.cert.not_after,
-            revoked: false,
         },
         chrono::Utc::now(),
     )?;

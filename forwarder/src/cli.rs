@@ -295,6 +295,8 @@ pub enum CredentialCmd {
     /// Issue a bearer token for a subscriber's API access (revokes its
     /// earlier tokens). The token is printed once and stored only hashed.
     Subscriber { id: i64 },
+    /// Revoke every token of a subscriber (API access ends at once).
+    RevokeSubscriber { id: i64 },
 }
 
 pub fn init(global: &Global, args: &InitArgs) -> Result<()> {
@@ -443,6 +445,11 @@ pub fn operator(global: &Global, command: Command) -> Result<()> {
         Command::Credential(CredentialCmd::Subscriber { id }) => {
             let token = credentials::issue_subscriber_token(conn, id, now)?;
             print(&serde_json::json!({ "subscriber_id": id, "token": token }))
+        }
+        Command::Credential(CredentialCmd::RevokeSubscriber { id }) => {
+            subscribers::get(conn, id)?;
+            let revoked = credentials::revoke_subscriber_tokens(conn, id, now)?;
+            print(&serde_json::json!({ "subscriber_id": id, "revoked_tokens": revoked }))
         }
     }
 }

@@ -72,6 +72,7 @@ fn help_everywhere() {
         &["cdr", "show"],
         &["credential"],
         &["credential", "subscriber"],
+        &["credential", "revoke-subscriber"],
     ];
     for args in commands {
         let out = Command::new(BIN)
@@ -382,6 +383,15 @@ windows = [{ days = ["fri", "sat"], start = "22:00", end = "06:00" }]
         .await
         .unwrap();
     assert_eq!(rules, json!({"rules": set["rules"]}));
+    let revoked = ok(&dir, &["credential", "revoke-subscriber", "1"]);
+    assert_eq!(revoked["revoked_tokens"], 1);
+    let after = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401, "a revoked token is refused at once");
     child.kill().unwrap();
     child.wait().unwrap();
 

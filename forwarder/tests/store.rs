@@ -263,6 +263,11 @@ fn numbers_and_rules(backend: Backend) {
         credentials::subscriber_for_token(conn, "fwd_nonsense").unwrap(),
         None
     );
+    assert_eq!(
+        credentials::revoke_subscriber_tokens(conn, a.id, now).unwrap(),
+        1
+    );
+    assert_eq!(credentials::subscriber_for_token(conn, &t2).unwrap(), None);
 }
 both_backends_sync!(numbers_and_rules, super::numbers_and_rules);
 

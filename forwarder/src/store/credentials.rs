@@ -100,7 +100,6 @@ pub struct OperatorCertificate {
     pub subject_cn: String,
     pub cert_pem: String,
     pub not_after: DateTime<Utc>,
-    pub revoked: bool,
 }
 
 /// Records an operator certificate the CA issued.
