@@ -1,18 +1,73 @@
-//! The home provider's forwarder: forwards a subscriber's calls through the
-//! best provider and bills them. Not built yet; this binary only says so.
+//! `forwarder`: the home provider's daemon and its operator command line.
+//!
+//! ```text
+//! forwarder init --data DIR [--server-name NAME ...] [--api-listen ADDR] [--database-url URL]
+//! forwarder serve --data DIR [--config FILE] [--api-listen ADDR]
+//! forwarder subscriber add|show|list|change|suspend|resume|close ...
+//! forwarder number add|remove|list ...
+//! forwarder rule set|show ...
+//! forwarder account payment|credit|adjust|show ...
+//! forwarder cdr list|show ...
+//! forwarder credential subscriber ID
+//! ```
+//!
+//! The operator commands work on the database directly (the server need
+//! not run) and print JSON.
 
+mod cli;
+
+use anyhow::{Context, Result};
 use clap::Parser;
-use std::process::ExitCode;
+use forwarder::app;
+use forwarder::config::Config;
 
-#[derive(Parser)]
-#[command(
-    version,
-    about = "The home provider's forwarder (not built yet: see \"What works today\" in the README)"
-)]
-struct Cli {}
+fn main() -> std::process::ExitCode {
+    // One rustls provider for the whole process, before anything uses TLS.
+    forwarder::tls::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,forwarder=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("forwarder: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
-fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("forwarder: not built yet");
-    ExitCode::from(2)
+fn run(cli: cli::Cli) -> Result<()> {
+    match cli.command {
+        cli::Command::Init(args) => cli::init(&cli.global, &args),
+        cli::Command::Serve(args) => {
+            let mut cfg = cli.global.config()?;
+            if let Some(l) = args.api_listen {
+                cfg.api_listen = l;
+            }
+            serve(cfg)
+        }
+        other => cli::operator(&cli.global, other),
+    }
+}
+
+/// `forwarder serve`: the HTTPS API until SIGINT/SIGTERM. The SIP side
+/// starts next to it here, sharing `running.db()` and stopping with
+/// `running.stop_signal()`.
+fn serve(cfg: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let running = app::start_with_signals(cfg).await?;
+        // Tests and scripts read the bound address from here.
+        println!("API listening on https://{}", running.api_addr);
+        running.wait().await;
+        Ok::<(), anyhow::Error>(())
+    })
 }

@@ -1,0 +1,467 @@
+//! The account ledger: every change of a subscriber's money is an entry,
+//! and the balance is the sum of the entries.
+//!
+//! Entries are call charges (written by [`super::cdrs::close_and_charge`]),
+//! payments, credits and adjustments (with a mandatory reason). Amounts are
+//! the signed effect on the balance: charges are negative. Each entry has a
+//! unique idempotency key: recording the same entry again (same key, same
+//! content) returns the stored one and changes nothing; the same key with
+//! other content is a [`StoreError::Conflict`].
+//!
+//! The subscriber row keeps the balance as a cache, updated in the same
+//! transaction as every entry, so reading it is one row; [`ledger_sum`]
+//! recomputes it from the entries (the tests check that both agree).
+
+use super::{clean_text, is_unique_violation, lock_subscriber, time_of, StoreError};
+use crate::amount;
+use crate::authorize::Standing;
+use crate::db::money::StoredMoney;
+use crate::db::schema::{ledger_entries as le, subscribers as subs};
+use crate::db::{to_micros, DbConnection, DbError};
+use crate::subscriber::Subscriber;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use diesel::prelude::*;
+use provider_sdk::money::Currency;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest idempotency key and reason accepted.
+pub const MAX_KEY_LEN: usize = 200;
+pub const MAX_REASON_LEN: usize = 500;
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    CallCharge,
+    Payment,
+    Credit,
+    Adjustment,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::CallCharge => "call_charge",
+            EntryKind::Payment => "payment",
+            EntryKind::Credit => "credit",
+            EntryKind::Adjustment => "adjustment",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EntryKind> {
+        Some(match s {
+            "call_charge" => EntryKind::CallCharge,
+            "payment" => EntryKind::Payment,
+            "credit" => EntryKind::Credit,
+            "adjustment" => EntryKind::Adjustment,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub subscriber_id: i64,
+    pub kind: EntryKind,
+    /// Signed effect on the balance (charges are negative).
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub reason: Option<String>,
+    /// The call a charge is for.
+    pub cdr_id: Option<Uuid>,
+    pub idempotency_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payment, credit or adjustment from the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntry {
+    pub kind: EntryKind,
+    /// Payments and credits: positive. Adjustments: either sign, not zero.
+    #[serde(deserialize_with = "amount::de_signed")]
+    pub amount: Decimal,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Retrying with the same key records the entry once. Absent: a fresh
+    /// key is made (no protection against a retry).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl NewEntry {
+    /// Checks kind, sign and reason; returns the key to use.
+    pub fn validate(&self) -> Result<String, StoreError> {
+        let invalid = |m: &str| Err(StoreError::Invalid(m.to_string()));
+        match self.kind {
+            EntryKind::CallCharge => {
+                return invalid("call charges are recorded by calls, not entered by hand")
+            }
+            EntryKind::Payment | EntryKind::Credit if self.amount <= Decimal::ZERO => {
+                return invalid("amount: a payment or credit must be positive")
+            }
+            EntryKind::Adjustment if self.amount.is_zero() => {
+                return invalid("amount: an adjustment cannot be zero")
+            }
+            _ => {}
+        }
+        match &self.reason {
+            Some(r) if r.trim().is_empty() || r.chars().count() > MAX_REASON_LEN => {
+                return invalid("reason: must be 1 to 500 characters");
+            }
+            Some(r) if r.chars().any(|c| c.is_control() && c != '\n') => {
+                return invalid("reason: contains control characters");
+            }
+            None if self.kind == EntryKind::Adjustment => {
+                return invalid("reason: an adjustment needs a reason");
+            }
+            _ => {}
+        }
+        match &self.idempotency_key {
+            None => Ok(Uuid::new_v4().to_string()),
+            Some(k) => {
+                check_key(k)?;
+                Ok(k.clone())
+            }
+        }
+    }
+}
+
+fn check_key(k: &str) -> Result<(), StoreError> {
+    if k.is_empty() || k.len() > MAX_KEY_LEN || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::Invalid(format!(
+            "idempotency_key: 1 to {MAX_KEY_LEN} printable ASCII characters without spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether [`record`] wrote a new entry or found the same one already there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Created(LedgerEntry),
+    Existing(LedgerEntry),
+}
+
+impl Recorded {
+    pub fn entry(&self) -> &LedgerEntry {
+        match self {
+            Recorded::Created(e) | Recorded::Existing(e) => e,
+        }
+    }
+    pub fn into_entry(self) -> LedgerEntry {
+        match self {
+            Recorded::Created(e) | Recorded::Existing(e) => e,
+        }
+    }
+    pub fn is_new(&self) -> bool {
+        matches!(self, Recorded::Created(_))
+    }
+}
+
+type EntryRow = (
+    i64,
+    i64,
+    String,
+    StoredMoney,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+fn entry_of(r: EntryRow) -> Result<LedgerEntry, DbError> {
+    let (id, subscriber_id, kind, amount, currency, reason, cdr_id, key, created_at) = r;
+    let corrupt = |what: &str| DbError::Corrupt(format!("ledger entry {id}: {what}"));
+    Ok(LedgerEntry {
+        id,
+        subscriber_id,
+        kind: EntryKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        amount: amount.0,
+        currency: currency.parse().map_err(|_| corrupt("currency"))?,
+        reason,
+        cdr_id: cdr_id
+            .map(|c| Uuid::parse_str(&c))
+            .transpose()
+            .map_err(|_| corrupt("cdr id"))?,
+        idempotency_key: key,
+        created_at: time_of(created_at)?,
+    })
+}
+
+fn by_key(conn: &mut DbConnection, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
+    let row: Option<EntryRow> = le::table
+        .filter(le::idempotency_key.eq(key))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(entry_of).transpose()?)
+}
+
+/// Records an operator's payment, credit or adjustment.
+pub fn record(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    new: &NewEntry,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let key = new.validate()?;
+    let reason = new.reason.as_deref().map(str::trim);
+    conn.transaction(|conn| {
+        lock_subscriber(conn, subscriber_id)?;
+        insert_locked(
+            conn,
+            &Insert {
+                subscriber_id,
+                kind: new.kind,
+                amount: new.amount,
+                reason,
+                cdr_id: None,
+                key: &key,
+            },
+            now,
+        )
+    })
+}
+
+/// An entry about to be written.
+pub(crate) struct Insert<'a> {
+    pub subscriber_id: i64,
+    pub kind: EntryKind,
+    pub amount: Decimal,
+    pub reason: Option<&'a str>,
+    pub cdr_id: Option<Uuid>,
+    pub key: &'a str,
+}
+
+/// Writes an entry and moves the cached balance. The caller holds the
+/// subscriber's lock inside its transaction.
+pub(crate) fn insert_locked(
+    conn: &mut DbConnection,
+    e: &Insert<'_>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let (currency, balance): (String, StoredMoney) = subs::table
+        .find(e.subscriber_id)
+        .select((subs::currency, subs::balance))
+        .first(conn)?;
+    let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
+    if let Some(existing) = by_key(conn, e.key)? {
+        let same = existing.subscriber_id == e.subscriber_id
+            && existing.kind == e.kind
+            && existing.amount == e.amount
+            && existing.reason == reason
+            && existing.cdr_id == e.cdr_id;
+        if same {
+            return Ok(Recorded::Existing(existing));
+        }
+        return Err(StoreError::Conflict(format!(
+            "idempotency key {:?} was already used for a different entry (id {})",
+            e.key, existing.id
+        )));
+    }
+    let inserted = diesel::insert_into(le::table)
+        .values((
+            le::subscriber_id.eq(e.subscriber_id),
+            le::kind.eq(e.kind.as_str()),
+            le::amount.eq(StoredMoney(e.amount)),
+            le::currency.eq(&currency),
+            le::reason.eq(&reason),
+            le::cdr_id.eq(e.cdr_id.map(|u| u.to_string())),
+            le::idempotency_key.eq(e.key),
+            le::created_at.eq(to_micros(now)),
+        ))
+        .execute(conn);
+    match inserted {
+        // Another subscriber's entry took the key meanwhile.
+        Err(err) if is_unique_violation(&err) => {
+            return Err(StoreError::Conflict(format!(
+                "idempotency key {:?} was already used for a different entry",
+                e.key
+            )))
+        }
+        other => other?,
+    };
+    diesel::update(subs::table.find(e.subscriber_id))
+        .set(subs::balance.eq(StoredMoney(balance.0 + e.amount)))
+        .execute(conn)?;
+    let stored = by_key(conn, e.key)?.ok_or(StoreError::NotFound("ledger entry"))?;
+    Ok(Recorded::Created(stored))
+}
+
+/// The balance (the cached sum of the ledger).
+pub fn balance(conn: &mut DbConnection, subscriber_id: i64) -> Result<Decimal, StoreError> {
+    let b: Option<StoredMoney> = subs::table
+        .find(subscriber_id)
+        .select(subs::balance)
+        .first(conn)
+        .optional()?;
+    b.map(|m| m.0).ok_or(StoreError::NotFound("subscriber"))
+}
+
+/// The sum of every ledger entry of the subscriber, computed from the
+/// entries (exact decimals, summed here rather than by SQL, which would
+/// turn SQLite's text into floats).
+pub fn ledger_sum(conn: &mut DbConnection, subscriber_id: i64) -> Result<Decimal, StoreError> {
+    let amounts: Vec<StoredMoney> = le::table
+        .filter(le::subscriber_id.eq(subscriber_id))
+        .select(le::amount)
+        .load(conn)?;
+    Ok(amounts.into_iter().map(|m| m.0).sum())
+}
+
+/// Call charges (as a positive total) in `[from, to)`.
+pub fn spend_between(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Decimal, StoreError> {
+    let amounts: Vec<StoredMoney> = le::table
+        .filter(le::subscriber_id.eq(subscriber_id))
+        .filter(le::kind.eq(EntryKind::CallCharge.as_str()))
+        .filter(le::created_at.ge(to_micros(from)))
+        .filter(le::created_at.lt(to_micros(to)))
+        .select(le::amount)
+        .load(conn)?;
+    Ok(-amounts.into_iter().map(|m| m.0).sum::<Decimal>())
+}
+
+/// The first instant of a local date in `tz` (midnight, or the first
+/// minute that exists when a daylight-saving change skips midnight).
+pub fn local_day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let midnight = date.and_time(chrono::NaiveTime::MIN);
+    (0..=24 * 4)
+        .find_map(|q| {
+            tz.from_local_datetime(&(midnight + Duration::minutes(15 * q)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+        // No zone skips a whole day at midnight; fall back to UTC midnight.
+        .unwrap_or_else(|| midnight.and_utc())
+}
+
+/// `[start, end)` of the local day containing `now` in `tz`.
+pub fn local_day(tz: Tz, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let date = now.with_timezone(&tz).date_naive();
+    let next = date.succ_opt().unwrap_or(date);
+    (local_day_start(tz, date), local_day_start(tz, next))
+}
+
+/// `[start, end)` of the local month containing `now` in `tz`.
+pub fn local_month(tz: Tz, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let date = now.with_timezone(&tz).date_naive();
+    let first = date.with_day(1).unwrap_or(date);
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(first);
+    (local_day_start(tz, first), local_day_start(tz, next))
+}
+
+/// Call charges of the local day of `now` (subscriber's zone).
+pub fn spend_today(
+    conn: &mut DbConnection,
+    subscriber: &Subscriber,
+    now: DateTime<Utc>,
+) -> Result<Decimal, StoreError> {
+    let (from, to) = local_day(subscriber.time_zone, now);
+    spend_between(conn, subscriber.id, from, to)
+}
+
+/// Call charges of the local month of `now` (subscriber's zone).
+pub fn spend_month(
+    conn: &mut DbConnection,
+    subscriber: &Subscriber,
+    now: DateTime<Utc>,
+) -> Result<Decimal, StoreError> {
+    let (from, to) = local_month(subscriber.time_zone, now);
+    spend_between(conn, subscriber.id, from, to)
+}
+
+/// Everything [`crate::authorize::authorize`] needs about the subscriber's
+/// money and calls at `now`.
+pub fn standing(
+    conn: &mut DbConnection,
+    subscriber: &Subscriber,
+    now: DateTime<Utc>,
+) -> Result<Standing, StoreError> {
+    Ok(Standing {
+        balance: balance(conn, subscriber.id)?,
+        spend_today: spend_today(conn, subscriber, now)?,
+        spend_month: spend_month(conn, subscriber, now)?,
+        active_calls: super::cdrs::active_calls(conn, subscriber.id)?,
+    })
+}
+
+/// Entries newest first: at most `limit`, with ids below `before` when given
+/// (pass the last id of a page to get the next one).
+pub fn entries(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<LedgerEntry>, StoreError> {
+    let mut q = le::table
+        .filter(le::subscriber_id.eq(subscriber_id))
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(le::id.lt(b));
+    }
+    let rows: Vec<EntryRow> = q.order(le::id.desc()).limit(limit).load(conn)?;
+    Ok(rows.into_iter().map(entry_of).collect::<Result<_, _>>()?)
+}
+
+/// The charge entry of a call, if it was charged.
+pub fn charge_of(conn: &mut DbConnection, cdr_id: Uuid) -> Result<Option<LedgerEntry>, StoreError> {
+    by_key(conn, &cdr_id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_periods() {
+        let berlin = chrono_tz::Europe::Berlin;
+        // 2026-03-29 is 23 hours long in Berlin.
+        let (a, b) = local_day(berlin, "2026-03-29T12:00:00Z".parse().unwrap());
+        assert_eq!(a.to_rfc3339(), "2026-03-28T23:00:00+00:00");
+        assert_eq!(b.to_rfc3339(), "2026-03-29T22:00:00+00:00");
+        // Late on the 31st UTC is already April in Berlin.
+        let (a, b) = local_month(berlin, "2026-03-31T22:30:00Z".parse().unwrap());
+        assert_eq!(a.to_rfc3339(), "2026-03-31T22:00:00+00:00");
+        assert_eq!(b.to_rfc3339(), "2026-04-30T22:00:00+00:00");
+        // A zone whose clocks skipped midnight: America/Santiago on
+        // 2022-09-11 went from 00:00 to 01:00; the day starts at 01:00 local.
+        let santiago = chrono_tz::America::Santiago;
+        let start = local_day_start(santiago, NaiveDate::from_ymd_opt(2022, 9, 11).unwrap());
+        assert_eq!(start.to_rfc3339(), "2022-09-11T04:00:00+00:00");
+    }
+
+    #[test]
+    fn entry_validation() {
+        let e = |kind, amount: i64, reason: Option<&str>| NewEntry {
+            kind,
+            amount: Decimal::from(amount),
+            reason: reason.map(String::from),
+            idempotency_key: Some("k-1".into()),
+        };
+        assert!(e(EntryKind::Payment, 10, None).validate().is_ok());
+        assert!(e(EntryKind::Payment, -10, None).validate().is_err());
+        assert!(e(EntryKind::Credit, 0, None).validate().is_err());
+        assert!(e(EntryKind::Adjustment, -3, None).validate().is_err());
+        assert!(e(EntryKind::Adjustment, -3, Some("refund"))
+            .validate()
+            .is_ok());
+        assert!(e(EntryKind::Adjustment, -3, Some("  ")).validate().is_err());
+        assert!(e(EntryKind::CallCharge, -3, None).validate().is_err());
+        let mut k = e(EntryKind::Payment, 1, None);
+        k.idempotency_key = Some("has space".into());
+        assert!(k.validate().is_err());
+    }
+}

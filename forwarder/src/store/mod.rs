@@ -1,0 +1,105 @@
+//! Every query the forwarder runs, written once for SQLite and PostgreSQL.
+//!
+//! Functions take a `&mut DbConnection` (from [`crate::db::Database::conn`])
+//! and block: call them from `spawn_blocking` in async code. Writes that must
+//! be all-or-nothing run in one transaction *here*, so a caller cannot
+//! forget it.
+//!
+//! - [`admission`]: an inbound call decided and its CDR opened in one step.
+//! - [`subscribers`]: add, read, change, suspend/resume/close.
+//! - [`numbers`]: numbers of a subscriber; who owns a called number.
+//! - [`rules`]: a subscriber's forwarding rules (read, replace).
+//! - [`ledger`]: the account ledger, balance, spend totals, [`ledger::standing`].
+//! - [`cdrs`]: call detail records: open at call start, progress, close and
+//!   charge in one transaction, open ones for crash recovery.
+//! - [`credentials`]: subscribers' bearer tokens (hashed) and operator
+//!   certificates on record.
+//!
+//! Every write to a subscriber's money or calls first locks the subscriber's
+//! row (an UPDATE as the transaction's first statement): in PostgreSQL that
+//! serialises writers per subscriber, in SQLite it takes the write lock
+//! before anything is read, so no transaction works from a stale snapshot.
+
+pub mod admission;
+pub mod cdrs;
+pub mod credentials;
+pub mod ledger;
+pub mod numbers;
+pub mod rules;
+pub mod subscribers;
+
+use crate::db::schema::subscribers as subs;
+use crate::db::{from_micros, DbConnection, DbError};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Outcomes a caller must tell apart from storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// What was asked for does not exist ("subscriber", "call record", …).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request contradicts what is stored (a number owned by someone
+    /// else, an idempotency key reused with other content, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is wrong (checked before anything is written).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        StoreError::Db(DbError::Query(e))
+    }
+}
+
+pub(crate) fn time_of(us: i64) -> Result<DateTime<Utc>, DbError> {
+    from_micros(us).ok_or_else(|| DbError::Corrupt(format!("timestamp {us}")))
+}
+
+pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// Takes the subscriber's row lock for the rest of the transaction (see the
+/// module docs). Must be the transaction's first statement.
+pub(crate) fn lock_subscriber(conn: &mut DbConnection, id: i64) -> Result<(), StoreError> {
+    let n = diesel::update(subs::table.find(id))
+        .set(subs::updated_at.eq(subs::updated_at))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::NotFound("subscriber"));
+    }
+    Ok(())
+}
+
+/// The id the last INSERT on this connection generated (the dialects
+/// differ; `RETURNING` is not available for SQLite through diesel here).
+pub(crate) fn last_insert_id(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let id = match conn {
+        DbConnection::Sqlite(c) => {
+            diesel::select(sql::<BigInt>("last_insert_rowid()")).get_result(c)?
+        }
+        DbConnection::Postgres(c) => diesel::select(sql::<BigInt>("lastval()")).get_result(c)?,
+    };
+    Ok(id)
+}
+
+/// Text from the outside world made safe to store: PostgreSQL refuses NUL
+/// characters in text, so they become U+FFFD; and at most `max` characters
+/// are kept.
+pub fn clean_text(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
+}

@@ -1,0 +1,214 @@
+//! Subscribers.
+
+use super::{lock_subscriber, time_of, StoreError};
+use crate::db::money::StoredMoney;
+use crate::db::schema::subscribers as subs;
+use crate::db::{to_micros, DbConnection, DbError};
+use crate::subscriber::{
+    parse_time_zone, Account, NewSubscriber, Subscriber, SubscriberPatch, SubscriberStatus,
+};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+
+#[derive(Queryable)]
+pub(crate) struct SubscriberRow {
+    id: i64,
+    name: String,
+    status: String,
+    email: String,
+    time_zone: String,
+    plan: String,
+    currency: String,
+    account_kind: String,
+    credit_limit: Option<StoredMoney>,
+    daily_spend_cap: Option<StoredMoney>,
+    monthly_spend_cap: Option<StoredMoney>,
+    max_concurrent_calls: Option<i32>,
+    _balance: StoredMoney,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<SubscriberRow> for Subscriber {
+    type Error = DbError;
+    fn try_from(r: SubscriberRow) -> Result<Self, DbError> {
+        let corrupt = |what: &str| DbError::Corrupt(format!("subscriber {}: {what}", r.id));
+        let account = match (r.account_kind.as_str(), r.credit_limit) {
+            ("prepaid", None) => Account::Prepaid,
+            ("postpaid", Some(l)) => Account::Postpaid { credit_limit: l.0 },
+            _ => return Err(corrupt("account kind and credit limit disagree")),
+        };
+        Ok(Subscriber {
+            id: r.id,
+            status: SubscriberStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?,
+            time_zone: parse_time_zone(&r.time_zone).map_err(|_| corrupt("time zone"))?,
+            currency: r.currency.parse().map_err(|_| corrupt("currency"))?,
+            account,
+            daily_spend_cap: r.daily_spend_cap.map(|m| m.0),
+            monthly_spend_cap: r.monthly_spend_cap.map(|m| m.0),
+            max_concurrent_calls: r
+                .max_concurrent_calls
+                .map(u32::try_from)
+                .transpose()
+                .map_err(|_| corrupt("max_concurrent_calls"))?,
+            created_at: time_of(r.created_at)?,
+            updated_at: time_of(r.updated_at)?,
+            name: r.name,
+            email: r.email,
+            plan: r.plan,
+        })
+    }
+}
+
+fn calls_cap(v: Option<u32>) -> Result<Option<i32>, StoreError> {
+    v.map(|n| {
+        i32::try_from(n).map_err(|_| StoreError::Invalid("max_concurrent_calls: too large".into()))
+    })
+    .transpose()
+}
+
+/// Adds a subscriber (status active, balance zero).
+pub fn add(
+    conn: &mut DbConnection,
+    new: &NewSubscriber,
+    now: DateTime<Utc>,
+) -> Result<Subscriber, StoreError> {
+    new.validate()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let cap = calls_cap(new.max_concurrent_calls)?;
+    let t = to_micros(now);
+    conn.transaction(|conn| {
+        diesel::insert_into(subs::table)
+            .values((
+                subs::name.eq(&new.name),
+                subs::status.eq(SubscriberStatus::Active.as_str()),
+                subs::email.eq(&new.email),
+                subs::time_zone.eq(new.time_zone.name()),
+                subs::plan.eq(&new.plan),
+                subs::currency.eq(new.currency.as_str()),
+                subs::account_kind.eq(new.account.kind()),
+                subs::credit_limit.eq(new.account.credit_limit().map(StoredMoney)),
+                subs::daily_spend_cap.eq(new.daily_spend_cap.map(StoredMoney)),
+                subs::monthly_spend_cap.eq(new.monthly_spend_cap.map(StoredMoney)),
+                subs::max_concurrent_calls.eq(cap),
+                subs::balance.eq(StoredMoney(Decimal::ZERO)),
+                subs::created_at.eq(t),
+                subs::updated_at.eq(t),
+            ))
+            .execute(conn)?;
+        let id = super::last_insert_id(conn)?;
+        get(conn, id)
+    })
+}
+
+/// One subscriber.
+pub fn get(conn: &mut DbConnection, id: i64) -> Result<Subscriber, StoreError> {
+    let row: Option<SubscriberRow> = subs::table.find(id).first(conn).optional()?;
+    match row {
+        Some(r) => Ok(Subscriber::try_from(r)?),
+        None => Err(StoreError::NotFound("subscriber")),
+    }
+}
+
+/// Every subscriber, by id.
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Subscriber>, StoreError> {
+    let rows: Vec<SubscriberRow> = subs::table.order(subs::id).load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(Subscriber::try_from)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Changes the fields a patch names; the rest stay.
+pub fn update(
+    conn: &mut DbConnection,
+    id: i64,
+    patch: &SubscriberPatch,
+    now: DateTime<Utc>,
+) -> Result<Subscriber, StoreError> {
+    patch
+        .validate()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    conn.transaction(|conn| {
+        lock_subscriber(conn, id)?;
+        let target = subs::table.find(id);
+        if let Some(v) = &patch.name {
+            diesel::update(target).set(subs::name.eq(v)).execute(conn)?;
+        }
+        if let Some(v) = &patch.email {
+            diesel::update(target)
+                .set(subs::email.eq(v))
+                .execute(conn)?;
+        }
+        if let Some(v) = &patch.time_zone {
+            diesel::update(target)
+                .set(subs::time_zone.eq(v.name()))
+                .execute(conn)?;
+        }
+        if let Some(v) = &patch.plan {
+            diesel::update(target).set(subs::plan.eq(v)).execute(conn)?;
+        }
+        if let Some(a) = &patch.account {
+            diesel::update(target)
+                .set((
+                    subs::account_kind.eq(a.kind()),
+                    subs::credit_limit.eq(a.credit_limit().map(StoredMoney)),
+                ))
+                .execute(conn)?;
+        }
+        if let Some(v) = patch.daily_spend_cap {
+            diesel::update(target)
+                .set(subs::daily_spend_cap.eq(v.map(StoredMoney)))
+                .execute(conn)?;
+        }
+        if let Some(v) = patch.monthly_spend_cap {
+            diesel::update(target)
+                .set(subs::monthly_spend_cap.eq(v.map(StoredMoney)))
+                .execute(conn)?;
+        }
+        if let Some(v) = patch.max_concurrent_calls {
+            diesel::update(target)
+                .set(subs::max_concurrent_calls.eq(calls_cap(v)?))
+                .execute(conn)?;
+        }
+        diesel::update(target)
+            .set(subs::updated_at.eq(to_micros(now)))
+            .execute(conn)?;
+        get(conn, id)
+    })
+}
+
+/// Suspends, resumes (to active) or closes. Closed is final: a closed
+/// subscriber cannot be resumed or suspended. Setting the current status
+/// again is a no-op.
+pub fn set_status(
+    conn: &mut DbConnection,
+    id: i64,
+    status: SubscriberStatus,
+    now: DateTime<Utc>,
+) -> Result<Subscriber, StoreError> {
+    conn.transaction(|conn| {
+        lock_subscriber(conn, id)?;
+        let current = get(conn, id)?;
+        if current.status == status {
+            return Ok(current);
+        }
+        if current.status == SubscriberStatus::Closed {
+            return Err(StoreError::Conflict(format!(
+                "subscriber {id} is closed; a closed account cannot be {}",
+                match status {
+                    SubscriberStatus::Active => "resumed",
+                    _ => "changed",
+                }
+            )));
+        }
+        diesel::update(subs::table.find(id))
+            .set((
+                subs::status.eq(status.as_str()),
+                subs::updated_at.eq(to_micros(now)),
+            ))
+            .execute(conn)?;
+        get(conn, id)
+    })
+}

@@ -1,0 +1,788 @@
+//! Storage against real databases (SQLite and, with TEST_POSTGRES_URL,
+//! PostgreSQL): round trips, the ledger's idempotency and balance, CDRs
+//! closed and charged atomically, crash recovery listing, spend totals in
+//! the subscriber's time zone.
+
+#[macro_use]
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{Backend, TestDb};
+use forwarder::authorize::{authorize, RefusalKind};
+use forwarder::db::DbConnection;
+use forwarder::rules::{parse_target, parse_window, Rule};
+use forwarder::store::cdrs::{self, CdrClose, CdrProgress, CdrStatus, FinalStatus, NewCdr, Rating};
+use forwarder::store::ledger::{self, EntryKind, NewEntry};
+use forwarder::store::{credentials, numbers, rules, subscribers, StoreError};
+use forwarder::subscriber::{Account, NewSubscriber, SubscriberPatch, SubscriberStatus};
+use provider_sdk::number::E164;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use uuid::Uuid;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn new_sub(tz: &str, account: Account) -> NewSubscriber {
+    NewSubscriber {
+        name: "Ada Lovelace".into(),
+        email: "ada@example.net".into(),
+        time_zone: tz.parse().unwrap(),
+        plan: "standard".into(),
+        currency: "EUR".parse().unwrap(),
+        account,
+        daily_spend_cap: Some(dec!(5.00)),
+        monthly_spend_cap: None,
+        max_concurrent_calls: Some(2),
+    }
+}
+
+fn num(s: &str) -> E164 {
+    E164::parse(s).unwrap()
+}
+
+fn payment(amount: Decimal, key: &str) -> NewEntry {
+    NewEntry {
+        kind: EntryKind::Payment,
+        amount,
+        reason: None,
+        idempotency_key: Some(key.into()),
+    }
+}
+
+fn rating(price: Decimal) -> Rating {
+    Rating {
+        price,
+        provider_cost: price / dec!(2),
+        margin: price - price / dec!(2),
+        currency: "EUR".parse().unwrap(),
+    }
+}
+
+fn completed(ended: DateTime<Utc>, secs: u64, price: Decimal) -> CdrClose {
+    CdrClose {
+        status: FinalStatus::Completed,
+        ended_at: ended,
+        sip_status: Some(200),
+        hangup_cause: Some("caller BYE".into()),
+        billable_seconds: secs,
+        media_stats: Some(serde_json::json!({"caller": {"packets": 1500, "lost": 2}})),
+        rating: Some(rating(price)),
+        progress: CdrProgress::default(),
+    }
+}
+
+fn open_call(conn: &mut DbConnection, sub: i64, at: DateTime<Utc>) -> Uuid {
+    let id = Uuid::new_v4();
+    cdrs::open(
+        conn,
+        &NewCdr {
+            id,
+            subscriber_id: sub,
+            called_number: num("+4930123456"),
+            caller_number: Some("+441234567".into()),
+            caller_name: Some("Bob".into()),
+            received_at: at,
+        },
+    )
+    .unwrap();
+    id
+}
+
+fn check_balance(conn: &mut DbConnection, sub: i64) -> Decimal {
+    let cached = ledger::balance(conn, sub).unwrap();
+    let sum = ledger::ledger_sum(conn, sub).unwrap();
+    assert_eq!(
+        cached, sum,
+        "cached balance must equal the sum of the ledger"
+    );
+    cached
+}
+
+fn subscriber_round_trip(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let now = t("2026-03-02T09:00:00Z");
+    let s = subscribers::add(
+        conn,
+        &new_sub(
+            "Europe/Berlin",
+            Account::Postpaid {
+                credit_limit: dec!(20.50),
+            },
+        ),
+        now,
+    )
+    .unwrap();
+    let back = subscribers::get(conn, s.id).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.time_zone.name(), "Europe/Berlin");
+    assert_eq!(back.account.credit_limit(), Some(dec!(20.5)));
+    assert_eq!(back.daily_spend_cap, Some(dec!(5)));
+    assert_eq!(back.max_concurrent_calls, Some(2));
+    assert_eq!(back.status, SubscriberStatus::Active);
+    assert_eq!(ledger::balance(conn, s.id).unwrap(), Decimal::ZERO);
+
+    // A patch changes only what it names; null caps are removed.
+    let patch: SubscriberPatch = serde_json::from_str(
+        r#"{"email":"ada@new.example","daily_spend_cap":null,"monthly_spend_cap":"99.99",
+            "account":{"kind":"prepaid"}}"#,
+    )
+    .unwrap();
+    let changed = subscribers::update(conn, s.id, &patch, now + Duration::seconds(1)).unwrap();
+    assert_eq!(changed.email, "ada@new.example");
+    assert_eq!(changed.name, s.name);
+    assert_eq!(changed.daily_spend_cap, None);
+    assert_eq!(changed.monthly_spend_cap, Some(dec!(99.99)));
+    assert_eq!(changed.account, Account::Prepaid);
+    assert!(changed.updated_at > s.updated_at);
+
+    // Invalid input is refused before anything is written.
+    let mut bad = new_sub("UTC", Account::Prepaid);
+    bad.email = "not-an-address".into();
+    assert!(matches!(
+        subscribers::add(conn, &bad, now),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(subscribers::list(conn).unwrap().len(), 1);
+
+    // Status: suspend, resume, close; closed is final.
+    let st = |conn: &mut DbConnection, s| subscribers::set_status(conn, 1, s, now);
+    assert_eq!(
+        st(conn, SubscriberStatus::Suspended).unwrap().status,
+        SubscriberStatus::Suspended
+    );
+    assert_eq!(
+        st(conn, SubscriberStatus::Active).unwrap().status,
+        SubscriberStatus::Active
+    );
+    assert_eq!(
+        st(conn, SubscriberStatus::Closed).unwrap().status,
+        SubscriberStatus::Closed
+    );
+    assert!(matches!(
+        st(conn, SubscriberStatus::Active),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        subscribers::get(conn, 999),
+        Err(StoreError::NotFound("subscriber"))
+    ));
+}
+both_backends_sync!(subscriber_round_trip, super::subscriber_round_trip);
+
+fn numbers_and_rules(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let now = Utc::now();
+    let a = subscribers::add(conn, &new_sub("Europe/Berlin", Account::Prepaid), now).unwrap();
+    let b = subscribers::add(conn, &new_sub("Asia/Tokyo", Account::Prepaid), now).unwrap();
+    numbers::add(conn, a.id, &num("+4930123456"), now).unwrap();
+    numbers::add(conn, a.id, &num("+4930123457"), now).unwrap();
+    // Again for the same subscriber: a no-op; for another: a conflict.
+    numbers::add(conn, a.id, &num("0049 30 123456"), now).unwrap();
+    assert!(matches!(
+        numbers::add(conn, b.id, &num("+4930123456"), now),
+        Err(StoreError::Conflict(_))
+    ));
+    let list = numbers::of_subscriber(conn, a.id).unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|n| n.number.to_string())
+            .collect::<Vec<_>>(),
+        ["+4930123456", "+4930123457"]
+    );
+    let found = numbers::subscriber_by_number(conn, &num("+4930123457"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, a.id);
+    assert!(numbers::subscriber_by_number(conn, &num("+1555"))
+        .unwrap()
+        .is_none());
+    numbers::remove(conn, &num("+4930123457")).unwrap();
+    assert!(numbers::subscriber_by_number(conn, &num("+4930123457"))
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        numbers::remove(conn, &num("+4930123457")),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Rules: replaced as a whole, read back in order.
+    let office = Rule {
+        name: Some("office".into()),
+        targets: vec![
+            parse_target("+4930999:15").unwrap(),
+            parse_target("+491701111").unwrap(),
+        ],
+        windows: vec![parse_window("mon-fri 08:00-18:00").unwrap()],
+    };
+    let always = Rule {
+        name: None,
+        targets: vec![parse_target("+491702222").unwrap()],
+        windows: vec![],
+    };
+    assert!(rules::get(conn, a.id).unwrap().is_empty());
+    let stored = rules::replace(conn, a.id, &[office.clone(), always.clone()], now).unwrap();
+    assert_eq!(stored, vec![office.clone(), always.clone()]);
+    // A bad list changes nothing.
+    let mut broken = always.clone();
+    broken.targets.clear();
+    assert!(matches!(
+        rules::replace(conn, a.id, &[always.clone(), broken], now),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        rules::get(conn, a.id).unwrap(),
+        vec![office.clone(), always]
+    );
+    rules::replace(conn, a.id, std::slice::from_ref(&office), now).unwrap();
+    assert_eq!(rules::get(conn, a.id).unwrap(), vec![office]);
+    assert!(rules::get(conn, b.id).unwrap().is_empty());
+    assert!(matches!(
+        rules::get(conn, 999),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Tokens: only the newest works.
+    let t1 = credentials::issue_subscriber_token(conn, a.id, now).unwrap();
+    assert_eq!(
+        credentials::subscriber_for_token(conn, &t1).unwrap(),
+        Some(a.id)
+    );
+    let t2 = credentials::issue_subscriber_token(conn, a.id, now).unwrap();
+    assert_eq!(credentials::subscriber_for_token(conn, &t1).unwrap(), None);
+    assert_eq!(
+        credentials::subscriber_for_token(conn, &t2).unwrap(),
+        Some(a.id)
+    );
+    assert_eq!(
+        credentials::subscriber_for_token(conn, "fwd_nonsense").unwrap(),
+        None
+    );
+    assert_eq!(
+        credentials::revoke_subscriber_tokens(conn, a.id, now).unwrap(),
+        1
+    );
+    assert_eq!(credentials::subscriber_for_token(conn, &t2).unwrap(), None);
+}
+both_backends_sync!(numbers_and_rules, super::numbers_and_rules);
+
+fn ledger_idempotency(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let now = Utc::now();
+    let s = subscribers::add(conn, &new_sub("UTC", Account::Prepaid), now).unwrap();
+    let first = ledger::record(conn, s.id, &payment(dec!(10.00), "pay-1"), now).unwrap();
+    assert!(first.is_new());
+    // Same key, same content: the stored entry, nothing added.
+    let again = ledger::record(conn, s.id, &payment(dec!(10), "pay-1"), now).unwrap();
+    assert!(!again.is_new());
+    assert_eq!(again.entry().id, first.entry().id);
+    assert_eq!(check_balance(conn, s.id), dec!(10));
+    // Same key, other content: refused, nothing changed.
+    assert!(matches!(
+        ledger::record(conn, s.id, &payment(dec!(11), "pay-1"), now),
+        Err(StoreError::Conflict(_))
+    ));
+    // Adjustments need a reason; their amount is signed.
+    let mut adj = NewEntry {
+        kind: EntryKind::Adjustment,
+        amount: dec!(-2.25),
+        reason: None,
+        idempotency_key: Some("adj-1".into()),
+    };
+    assert!(matches!(
+        ledger::record(conn, s.id, &adj, now),
+        Err(StoreError::Invalid(_))
+    ));
+    adj.reason = Some("duplicate charge refunded wrongly".into());
+    ledger::record(conn, s.id, &adj, now).unwrap();
+    let credit = NewEntry {
+        kind: EntryKind::Credit,
+        amount: dec!(0.000001),
+        reason: Some("goodwill".into()),
+        idempotency_key: None,
+    };
+    ledger::record(conn, s.id, &credit, now).unwrap();
+    assert_eq!(check_balance(conn, s.id), dec!(7.750001));
+    let entries = ledger::entries(conn, s.id, None, 10).unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].kind, EntryKind::Credit);
+    assert_eq!(entries[1].amount, dec!(-2.25));
+    assert_eq!(entries[2].amount, dec!(10));
+    let page2 = ledger::entries(conn, s.id, Some(entries[1].id), 10).unwrap();
+    assert_eq!(page2.len(), 1);
+    assert_eq!(page2[0].id, entries[2].id);
+    assert!(matches!(
+        ledger::record(conn, 999, &payment(dec!(1), "nobody"), now),
+        Err(StoreError::NotFound(_))
+    ));
+    drop(c);
+
+    // Concurrent writers, each entry retried once: every entry counted once.
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let db = tdb.db.clone();
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                for i in 0..15 {
+                    let e = payment(dec!(0.01), &format!("w{w}-{i}"));
+                    for _ in 0..2 {
+                        ledger::record(&mut conn, 1, &e, Utc::now()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let mut c = tdb.db.conn().unwrap();
+    assert_eq!(check_balance(&mut c, 1), dec!(7.750001) + dec!(0.60));
+    assert_eq!(ledger::entries(&mut c, 1, None, 500).unwrap().len(), 63);
+}
+both_backends_sync!(ledger_idempotency, super::ledger_idempotency);
+
+fn close_and_charge(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    let s = subscribers::add(conn, &new_sub("Europe/Berlin", Account::Prepaid), t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(5), "p"), t0).unwrap();
+    let id = open_call(conn, s.id, t0);
+    let cdr = cdrs::get(conn, id).unwrap();
+    assert_eq!(cdr.status, CdrStatus::Open);
+    assert_eq!(cdr.caller_name.as_deref(), Some("Bob"));
+    assert_eq!(cdrs::active_calls(conn, s.id).unwrap(), 1);
+
+    let answered = t0 + Duration::seconds(4);
+    cdrs::update(
+        conn,
+        id,
+        &CdrProgress {
+            target: Some(num("+491701111")),
+            answered_at: Some(answered),
+            provider_id: Some(7),
+            provider_name: Some("cheap-carrier".into()),
+            decision: Some(serde_json::json!({"chosen": 7, "candidates": [7, 8]})),
+            attempts: Some(
+                serde_json::json!([{"provider": 8, "status": 503}, {"provider": 7, "status": 200}]),
+            ),
+            ticket_id: Some("tkt-1".into()),
+            last_media_at: None,
+        },
+        answered,
+    )
+    .unwrap();
+    cdrs::media_seen(conn, id, answered + Duration::seconds(30)).unwrap();
+    // An older report never moves it back.
+    cdrs::media_seen(conn, id, answered + Duration::seconds(10)).unwrap();
+    let cdr = cdrs::get(conn, id).unwrap();
+    assert_eq!(cdr.status, CdrStatus::Answered);
+    assert_eq!(cdr.last_media_at, Some(answered + Duration::seconds(30)));
+
+    let ended = answered + Duration::seconds(61);
+    let close = completed(ended, 61, dec!(0.0122));
+    let closed = cdrs::close_and_charge(conn, id, &close, ended).unwrap();
+    assert!(closed.newly_closed);
+    assert_eq!(closed.cdr.status, CdrStatus::Completed);
+    assert_eq!(closed.cdr.ended_at, Some(ended));
+    assert_eq!(closed.cdr.billable_seconds, Some(61));
+    assert_eq!(closed.cdr.sip_status, Some(200));
+    assert_eq!(closed.cdr.provider_name.as_deref(), Some("cheap-carrier"));
+    assert_eq!(closed.cdr.target, Some(num("+491701111")));
+    assert_eq!(closed.cdr.rating, Some(rating(dec!(0.0122))));
+    assert_eq!(closed.cdr.attempts.as_ref().unwrap()[0]["status"], 503);
+    let charge = closed.charge.clone().unwrap();
+    assert_eq!(charge.kind, EntryKind::CallCharge);
+    assert_eq!(charge.amount, dec!(-0.0122));
+    assert_eq!(charge.idempotency_key, id.to_string());
+    assert_eq!(charge.cdr_id, Some(id));
+    assert_eq!(closed.balance, dec!(4.9878));
+    assert_eq!(check_balance(conn, s.id), dec!(4.9878));
+    assert_eq!(cdrs::active_calls(conn, s.id).unwrap(), 0);
+
+    // A retry of the same close: what is stored, billed once.
+    let retry = cdrs::close_and_charge(conn, id, &close, ended + Duration::seconds(5)).unwrap();
+    assert!(!retry.newly_closed);
+    assert_eq!(retry.charge.map(|c| c.id), Some(charge.id));
+    assert_eq!(check_balance(conn, s.id), dec!(4.9878));
+    // A different close of a closed call: refused.
+    let other = completed(ended, 62, dec!(0.0124));
+    assert!(matches!(
+        cdrs::close_and_charge(conn, id, &other, ended),
+        Err(StoreError::Conflict(_))
+    ));
+    // Updates to a closed call are refused too.
+    assert!(matches!(
+        cdrs::update(conn, id, &CdrProgress::default(), ended),
+        Err(StoreError::Conflict(_))
+    ));
+
+    // An unanswered call: closed without a charge.
+    let failed_id = open_call(conn, s.id, t0);
+    let failed = CdrClose {
+        status: FinalStatus::Failed,
+        ended_at: t0 + Duration::seconds(3),
+        sip_status: Some(503),
+        hangup_cause: Some("all providers failed".into()),
+        billable_seconds: 0,
+        media_stats: None,
+        rating: None,
+        progress: CdrProgress::default(),
+    };
+    let closed = cdrs::close_and_charge(conn, failed_id, &failed, t0).unwrap();
+    assert!(closed.charge.is_none());
+    assert_eq!(closed.cdr.status, CdrStatus::Failed);
+    assert_eq!(check_balance(conn, s.id), dec!(4.9878));
+    // Completed without an answer time is refused.
+    let never = open_call(conn, s.id, t0);
+    assert!(matches!(
+        cdrs::close_and_charge(conn, never, &completed(t0, 1, dec!(0.01)), t0),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        cdrs::close_and_charge(conn, Uuid::new_v4(), &failed, t0),
+        Err(StoreError::NotFound(_))
+    ));
+}
+both_backends_sync!(close_and_charge, super::close_and_charge);
+
+/// The charge fails after the CDR part was written inside the transaction:
+/// neither part may remain.
+fn close_and_charge_is_atomic(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    let s = subscribers::add(conn, &new_sub("UTC", Account::Prepaid), t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(5), "p"), t0).unwrap();
+    let id = open_call(conn, s.id, t0);
+    cdrs::update(
+        conn,
+        id,
+        &CdrProgress {
+            answered_at: Some(t0 + Duration::seconds(2)),
+            ..CdrProgress::default()
+        },
+        t0,
+    )
+    .unwrap();
+    let before = cdrs::get(conn, id).unwrap();
+    // Someone already used the CDR's id as an idempotency key for another
+    // entry: the ledger insert inside close_and_charge fails after the CDR
+    // was updated.
+    let squatter = NewEntry {
+        kind: EntryKind::Adjustment,
+        amount: dec!(1),
+        reason: Some("occupies the key".into()),
+        idempotency_key: Some(id.to_string()),
+    };
+    ledger::record(conn, s.id, &squatter, t0).unwrap();
+    let balance = check_balance(conn, s.id);
+    let end = t0 + Duration::seconds(30);
+    let err = cdrs::close_and_charge(conn, id, &completed(end, 28, dec!(0.10)), end).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // The CDR is exactly as before: still answered, no end, no rating.
+    let after = cdrs::get(conn, id).unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.status, CdrStatus::Answered);
+    assert!(after.ended_at.is_none() && after.rating.is_none());
+    assert_eq!(check_balance(conn, s.id), balance);
+    assert_eq!(cdrs::open_cdrs(conn).unwrap().len(), 1);
+
+    // A rating in the wrong currency: refused, nothing written.
+    let mut usd = completed(end, 28, dec!(0.10));
+    usd.rating = Some(Rating {
+        currency: "USD".parse().unwrap(),
+        ..rating(dec!(0.10))
+    });
+    let id2 = open_call(conn, s.id, t0);
+    cdrs::update(
+        conn,
+        id2,
+        &CdrProgress {
+            answered_at: Some(t0),
+            ..CdrProgress::default()
+        },
+        t0,
+    )
+    .unwrap();
+    assert!(matches!(
+        cdrs::close_and_charge(conn, id2, &usd, end),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(cdrs::get(conn, id2).unwrap().status, CdrStatus::Answered);
+    assert_eq!(check_balance(conn, s.id), balance);
+    // Once the conflict is cleared up the same close goes through.
+    let ok = cdrs::close_and_charge(conn, id2, &completed(end, 28, dec!(0.10)), end).unwrap();
+    assert_eq!(ok.balance, balance - dec!(0.10));
+    assert_eq!(check_balance(conn, s.id), balance - dec!(0.10));
+}
+both_backends_sync!(
+    close_and_charge_is_atomic,
+    super::close_and_charge_is_atomic
+);
+
+/// After a crash: the open CDRs are listed with what is needed to close and
+/// bill them from their last media time.
+fn open_cdr_recovery(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    let s = subscribers::add(conn, &new_sub("UTC", Account::Prepaid), t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(5), "p"), t0).unwrap();
+    let ringing = open_call(conn, s.id, t0);
+    let talking = open_call(conn, s.id, t0 + Duration::seconds(1));
+    let done = open_call(conn, s.id, t0 + Duration::seconds(2));
+    cdrs::update(
+        conn,
+        talking,
+        &CdrProgress {
+            answered_at: Some(t0 + Duration::seconds(5)),
+            last_media_at: Some(t0 + Duration::seconds(50)),
+            ..CdrProgress::default()
+        },
+        t0,
+    )
+    .unwrap();
+    cdrs::update(
+        conn,
+        done,
+        &CdrProgress {
+            answered_at: Some(t0 + Duration::seconds(3)),
+            ..CdrProgress::default()
+        },
+        t0,
+    )
+    .unwrap();
+    let end = t0 + Duration::seconds(10);
+    cdrs::close_and_charge(conn, done, &completed(end, 7, dec!(0.07)), end).unwrap();
+    drop(c);
+
+    // "Restart": a fresh pool on the same database.
+    let db = forwarder::db::Database::open(&tdb.url, 2).unwrap();
+    let mut c = db.conn().unwrap();
+    let conn = &mut *c;
+    let open = cdrs::open_cdrs(conn).unwrap();
+    assert_eq!(
+        open.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![ringing, talking]
+    );
+    assert_eq!(cdrs::active_calls(conn, s.id).unwrap(), 2);
+    assert_eq!(cdrs::recovery_end(&open[0]), t0);
+    assert_eq!(cdrs::recovery_end(&open[1]), t0 + Duration::seconds(50));
+    for cdr in &open {
+        let end = cdrs::recovery_end(cdr);
+        let close = match cdr.answered_at {
+            Some(a) => completed(end, (end - a).num_seconds() as u64, dec!(0.45)),
+            None => CdrClose {
+                status: FinalStatus::Failed,
+                ended_at: end,
+                sip_status: None,
+                hangup_cause: Some("forwarder restarted".into()),
+                billable_seconds: 0,
+                media_stats: None,
+                rating: None,
+                progress: CdrProgress::default(),
+            },
+        };
+        cdrs::close_and_charge(conn, cdr.id, &close, Utc::now()).unwrap();
+    }
+    assert!(cdrs::open_cdrs(conn).unwrap().is_empty());
+    let talked = cdrs::get(conn, talking).unwrap();
+    assert_eq!(talked.billable_seconds, Some(45));
+    assert_eq!(talked.ended_at, Some(t0 + Duration::seconds(50)));
+    assert_eq!(check_balance(conn, s.id), dec!(5) - dec!(0.07) - dec!(0.45));
+}
+both_backends_sync!(open_cdr_recovery, super::open_cdr_recovery);
+
+/// Spend "today" and "this month" follow the subscriber's zone; the
+/// standing feeds authorization.
+fn spend_and_authorization(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-02-01T12:00:00Z");
+    let s = subscribers::add(conn, &new_sub("America/New_York", Account::Prepaid), t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(20), "p"), t0).unwrap();
+    // Charged at: Feb 28 23:00 EST; Mar 9 23:00 EDT; Mar 10 01:00 EDT.
+    for (at, price) in [
+        ("2026-03-01T04:00:00Z", dec!(1.00)),
+        ("2026-03-10T03:00:00Z", dec!(2.00)),
+        ("2026-03-10T05:00:00Z", dec!(0.25)),
+    ] {
+        let at = t(at);
+        let id = open_call(conn, s.id, at - Duration::seconds(60));
+        let mut close = completed(at, 60, price);
+        close.progress.answered_at = Some(at - Duration::seconds(60));
+        cdrs::close_and_charge(conn, id, &close, at).unwrap();
+    }
+    let now = t("2026-03-10T12:00:00Z");
+    let st = ledger::standing(conn, &s, now).unwrap();
+    assert_eq!(st.spend_today, dec!(0.25));
+    assert_eq!(st.spend_month, dec!(2.25));
+    assert_eq!(st.balance, dec!(16.75));
+    assert_eq!(st.active_calls, 0);
+    assert!(authorize(Some(&s), &st).is_ok());
+    // Two calls in progress with a cap of two: 486.
+    open_call(conn, s.id, now);
+    open_call(conn, s.id, now);
+    let st = ledger::standing(conn, &s, now).unwrap();
+    assert_eq!(st.active_calls, 2);
+    let refusal = authorize(Some(&s), &st).unwrap_err();
+    assert_eq!(
+        (refusal.kind, refusal.status),
+        (RefusalKind::ConcurrentCalls, 486)
+    );
+}
+both_backends_sync!(spend_and_authorization, super::spend_and_authorization);
+
+/// Caller numbers and names are any text: NUL, control characters, quotes,
+/// very long strings; stored safely (cut, NUL replaced), never an error.
+fn caller_text_is_any_text(backend: Backend) {
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let now = Utc::now();
+    let s = subscribers::add(conn, &new_sub("UTC", Account::Prepaid), now).unwrap();
+    let id = Uuid::new_v4();
+    let name = format!(
+        "\"Eve\0\u{1b}[31m'; DROP TABLE cdrs; --{}",
+        "x".repeat(1000)
+    );
+    let new = NewCdr {
+        id,
+        subscriber_id: s.id,
+        called_number: num("+4930123456"),
+        caller_number: Some("anonymous\0".into()),
+        caller_name: Some(name),
+        received_at: now,
+    };
+    let cdr = cdrs::open(conn, &new).unwrap();
+    let stored = cdr.caller_name.unwrap();
+    assert!(stored.starts_with("\"Eve\u{FFFD}\u{1b}[31m'; DROP TABLE cdrs"));
+    assert_eq!(stored.chars().count(), cdrs::MAX_CALLER_LEN);
+    assert_eq!(cdr.caller_number.as_deref(), Some("anonymous\u{FFFD}"));
+    // Opening the same call again (a retried INVITE) returns it.
+    assert_eq!(cdrs::open(conn, &new).unwrap().id, id);
+    let mut other = new.clone();
+    other.called_number = num("+4930000000");
+    assert!(matches!(
+        cdrs::open(conn, &other),
+        Err(StoreError::Conflict(_))
+    ));
+}
+both_backends_sync!(caller_text_is_any_text, super::caller_text_is_any_text);
+
+/// One-step admission: refusals leave nothing behind, and calls arriving
+/// together never exceed the concurrent-call cap.
+fn admission(backend: Backend) {
+    use forwarder::store::admission::{admit, Admission, InboundCall};
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    // Monday 2026-03-02 10:00 in Berlin.
+    let now = t("2026-03-02T09:00:00Z");
+    let s = subscribers::add(conn, &new_sub("Europe/Berlin", Account::Prepaid), now).unwrap();
+    numbers::add(conn, s.id, &num("+4930123456"), now).unwrap();
+    let call = |n: &str| InboundCall {
+        id: Uuid::new_v4(),
+        called_number: num(n),
+        caller_number: Some("+441234".into()),
+        caller_name: None,
+    };
+    let refused = |a: Admission| match a {
+        Admission::Refused(r) => (r.kind, r.status),
+        Admission::Admitted(a) => panic!("admitted: {a:?}"),
+    };
+    assert_eq!(
+        refused(admit(conn, &call("+4930999999"), now).unwrap()),
+        (RefusalKind::UnknownNumber, 404)
+    );
+    // No funds yet.
+    assert_eq!(
+        refused(admit(conn, &call("+4930123456"), now).unwrap()),
+        (RefusalKind::NoFunds, 402)
+    );
+    ledger::record(conn, s.id, &payment(dec!(3), "p"), now).unwrap();
+    // Funds, but only a weekend rule.
+    let weekend = Rule {
+        name: Some("weekend".into()),
+        targets: vec![parse_target("+491701111").unwrap()],
+        windows: vec![parse_window("sat,sun 00:00-24:00").unwrap()],
+    };
+    rules::replace(conn, s.id, std::slice::from_ref(&weekend), now).unwrap();
+    assert_eq!(
+        refused(admit(conn, &call("+4930123456"), now).unwrap()),
+        (RefusalKind::NoRule, 480)
+    );
+    subscribers::set_status(conn, s.id, SubscriberStatus::Suspended, now).unwrap();
+    assert_eq!(
+        refused(admit(conn, &call("+4930123456"), now).unwrap()),
+        (RefusalKind::Suspended, 403)
+    );
+    subscribers::set_status(conn, s.id, SubscriberStatus::Active, now).unwrap();
+    assert!(
+        cdrs::open_cdrs(conn).unwrap().is_empty(),
+        "refusals write no CDR"
+    );
+    let always = Rule {
+        name: Some("always".into()),
+        targets: vec![parse_target("+491702222:20").unwrap()],
+        windows: vec![],
+    };
+    rules::replace(conn, s.id, &[weekend, always.clone()], now).unwrap();
+    let first = call("+4930123456");
+    match admit(conn, &first, now).unwrap() {
+        Admission::Admitted(a) => {
+            assert_eq!(a.rule, always);
+            assert_eq!(a.cdr.id, first.id);
+            assert_eq!(a.cdr.status, CdrStatus::Open);
+            assert_eq!(a.standing.balance, dec!(3));
+            assert_eq!(a.standing.active_calls, 0);
+        }
+        Admission::Refused(r) => panic!("refused: {r}"),
+    }
+    drop(c);
+    // Cap of two, one call in progress: of six arriving together exactly
+    // one more gets in.
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let db = tdb.db.clone();
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                let call = InboundCall {
+                    id: Uuid::new_v4(),
+                    called_number: E164::parse("+4930123456").unwrap(),
+                    caller_number: None,
+                    caller_name: None,
+                };
+                match admit(&mut conn, &call, Utc::now()).unwrap() {
+                    Admission::Admitted(_) => None,
+                    Admission::Refused(r) => Some((r.kind, r.status)),
+                }
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_none()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes
+        .iter()
+        .flatten()
+        .all(|o| *o == (RefusalKind::ConcurrentCalls, 486)));
+    let mut c = tdb.db.conn().unwrap();
+    assert_eq!(cdrs::active_calls(&mut c, s.id).unwrap(), 2);
+}
+both_backends_sync!(admission, super::admission);
