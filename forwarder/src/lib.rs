@@ -4,4 +4,5 @@
 pub mod calls;
 pub mod ingress;
 pub mod latency;
+pub mod rating;
 pub mod route_cache;
