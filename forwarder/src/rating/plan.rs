@@ -107,7 +107,7 @@ impl Plan {
         self.time_zone
     }
 
-    /// The period names, in the order of the configuration (by name).
+    /// The period names, sorted by name.
     pub fn period_names(&self) -> impl Iterator<Item = &str> {
         self.periods.iter().map(|p| &*p.name)
     }
