@@ -33,6 +33,7 @@ pub mod ingress;
 pub mod latency;
 pub mod metrics;
 pub mod problem;
+pub mod rating;
 pub mod route_cache;
 pub mod rules;
 pub mod server;
