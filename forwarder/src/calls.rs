@@ -65,10 +65,25 @@ pub struct ForwardTo {
 #[derive(Debug, Clone)]
 pub struct Begun {
     pub cdr_id: Uuid,
-    pub subscriber_id: i64,
+    pub subscriber: crate::subscriber::Subscriber,
+    /// Money and calls before this one.
+    pub standing: crate::authorize::Standing,
     pub targets: Vec<ForwardTo>,
-    /// The highest rate per minute the subscriber's plan lets us pay, if any.
+    /// The highest rate per minute we pay a provider for this call, if any.
     pub max_rate: Option<Decimal>,
+}
+
+/// What the CDR learns when the call is answered (enough to bill it even
+/// if the forwarder stops during the call).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnsweredInfo {
+    pub at: SystemTime,
+    pub forwarded_to: E164,
+    pub provider_id: u64,
+    pub provider: String,
+    pub terms: RateTerms,
+    pub ticket_id: Uuid,
+    pub decisions: serde_json::Value,
 }
 
 /// Why a call is refused: the SIP status and a reason for the caller.
@@ -107,7 +122,7 @@ pub struct TargetDecision {
 #[derive(Debug, Clone)]
 pub struct CallEnd {
     pub cdr_id: Uuid,
-    pub subscriber_id: i64,
+    pub subscriber: crate::subscriber::Subscriber,
     pub final_status: Option<u16>,
     pub forwarded_to: Option<E164>,
     pub decisions: Vec<TargetDecision>,
@@ -126,11 +141,16 @@ pub struct CallEnd {
 pub trait CallBook: Send + Sync + 'static {
     /// Authorizes the call, picks the rule, opens the CDR.
     fn begin(&self, call: &CallStart) -> Result<Begun, Refusal>;
-    /// The longest the answered call may last (prepaid balance), given the
-    /// dearest terms any attempt may use.
-    fn max_duration(&self, begun: &Begun, terms: &[RateTerms]) -> Option<Duration>;
+    /// The longest the answered call may last (the money left), over every
+    /// destination and provider terms an attempt may use; a refusal when a
+    /// destination cannot be priced for the subscriber.
+    fn max_duration(
+        &self,
+        begun: &Begun,
+        attempts: &[(E164, RateTerms)],
+    ) -> Result<Option<Duration>, Refusal>;
     /// The call was answered (kept in the CDR so a crash can still bill it).
-    fn answered(&self, cdr_id: Uuid, at: SystemTime);
+    fn answered(&self, cdr_id: Uuid, info: AnsweredInfo);
     /// Closes the CDR and charges the subscriber, in one transaction.
     fn finish(&self, end: CallEnd);
 }
@@ -159,8 +179,9 @@ pub struct Forwarding {
     pub book: Arc<dyn CallBook>,
     pub routes: Arc<RouteCache>,
     pub latency: Arc<Latencies>,
-    /// The forwarder's own participant id and signer (it pays for the calls).
-    pub payer: Arc<Payer>,
+    /// The forwarder's own participant id and signer (it pays for the
+    /// calls); empty until it is enrolled with central.
+    pub payer: arc_swap::ArcSwapOption<Payer>,
     pub settings: CallSettings,
     active: Mutex<HashMap<String, Active>>,
 }
@@ -241,14 +262,14 @@ impl Forwarding {
         book: Arc<dyn CallBook>,
         routes: Arc<RouteCache>,
         latency: Arc<Latencies>,
-        payer: Arc<Payer>,
+        payer: Option<Arc<Payer>>,
         settings: CallSettings,
     ) -> Arc<Forwarding> {
         Arc::new(Forwarding {
             book,
             routes,
             latency,
-            payer,
+            payer: arc_swap::ArcSwapOption::new(payer),
             settings,
             active: Mutex::new(HashMap::new()),
         })
@@ -259,14 +280,14 @@ impl Forwarding {
         self.active.lock().len()
     }
 
-    fn ticket(&self, route: &Route, orig: E164, dest: E164, call_id: &str) -> Ticket {
+    fn ticket(&self, payer: &Payer, route: &Route, orig: E164, dest: E164, call_id: &str) -> Ticket {
         let now = unix(SystemTime::now());
         let lifetime = i64::try_from(self.settings.ticket_lifetime.as_secs())
             .unwrap_or(i64::MAX)
             .clamp(1, provider_sdk::ticket::MAX_TICKET_LIFETIME_SECS);
         Ticket {
-            iss: self.payer.id,
-            payer: self.payer.name.clone(),
+            iss: payer.id,
+            payer: payer.name.clone(),
             aud: route.provider_id,
             orig,
             dest,
@@ -287,6 +308,12 @@ impl Forwarding {
                     reason: "the Request-URI has no E.164 number".into(),
                 }))
             }
+        };
+        let Some(payer) = self.payer.load_full() else {
+            return Routing::Reject(refusal_reply(&Refusal {
+                status: 503,
+                reason: "the forwarder is not enrolled with central yet".into(),
+            }));
         };
         let start = CallStart {
             call_id: call.call_id.clone(),
@@ -362,8 +389,8 @@ impl Forwarding {
             for i in decision.order() {
                 let (route, candidate) = &usable[i];
                 let call_id = new_call_id(&self.settings.host);
-                let ticket = self.ticket(route, orig, to.number, &call_id);
-                let token = match self.payer.signer.sign_ticket(&ticket) {
+                let ticket = self.ticket(&payer, route, orig, to.number, &call_id);
+                let token = match payer.signer.sign_ticket(&ticket) {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot sign a ticket");
@@ -388,18 +415,26 @@ impl Forwarding {
                 error: None,
             });
         }
-        let terms: Vec<RateTerms> = tickets.values().map(|(t, _, _)| t.rate.clone()).collect();
+        let priced: Vec<(E164, RateTerms)> = tickets
+            .values()
+            .map(|(t, _, to)| (*to, t.rate.clone()))
+            .collect();
         let max_duration = if attempts.is_empty() {
-            None
+            Ok(None)
         } else {
             let book = self.book.clone();
             let b = begun.clone();
-            tokio::task::spawn_blocking(move || book.max_duration(&b, &terms))
+            tokio::task::spawn_blocking(move || book.max_duration(&b, &priced))
                 .await
-                .ok()
-                .flatten()
+                .unwrap_or(Ok(None))
         };
-        let refusal = if attempts.is_empty() {
+        let (max_duration, unpriced) = match max_duration {
+            Ok(d) => (d, None),
+            Err(r) => (None, Some(r)),
+        };
+        let refusal = if let Some(r) = unpriced {
+            Some(r)
+        } else if attempts.is_empty() {
             Some(match unavailable {
                 Some(why) => Refusal {
                     status: 503,
@@ -419,7 +454,7 @@ impl Forwarding {
             None
         };
         let cdr_id = begun.cdr_id;
-        let subscriber_id = begun.subscriber_id;
+        let subscriber_id = begun.subscriber.id;
         self.active.lock().insert(
             call.call_id.clone(),
             Active {
@@ -476,7 +511,7 @@ impl Forwarding {
             .and_then(|a| active.tickets.get(&a.call_id));
         Some(CallEnd {
             cdr_id: active.begun.cdr_id,
-            subscriber_id: active.begun.subscriber_id,
+            subscriber: active.begun.subscriber.clone(),
             final_status: record.final_status,
             forwarded_to: answered.map(|(_, _, to)| *to),
             decisions: active.decisions,
@@ -557,7 +592,10 @@ impl CallControl for Control {
             billable: ticket.rate.billable_seconds(secs).unwrap_or(0),
             iat: unix(SystemTime::now()).max(end),
         };
-        match self.0.payer.signer.sign_receipt(&receipt) {
+        let Some(payer) = self.0.payer.load_full() else {
+            return Vec::new();
+        };
+        match payer.signer.sign_receipt(&receipt) {
             Ok(token) => vec![(RECEIPT_HEADER.to_owned(), token)],
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign the usage receipt");
@@ -566,13 +604,30 @@ impl CallControl for Control {
         }
     }
 
-    fn answered(&self, call_id: &str, _attempt: &provider_sdk::sip::control::AttemptRecord) {
-        let Some(cdr_id) = self.0.active.lock().get(call_id).map(|a| a.begun.cdr_id) else {
+    fn answered(&self, call_id: &str, attempt: &provider_sdk::sip::control::AttemptRecord) {
+        let found = {
+            let active = self.0.active.lock();
+            active.get(call_id).and_then(|a| {
+                let (ticket, route, to) = a.tickets.get(&attempt.call_id)?;
+                Some((
+                    a.begun.cdr_id,
+                    AnsweredInfo {
+                        at: SystemTime::now(),
+                        forwarded_to: *to,
+                        provider_id: route.provider_id,
+                        provider: route.provider_name.clone(),
+                        terms: ticket.rate.clone(),
+                        ticket_id: ticket.jti,
+                        decisions: serde_json::to_value(&a.decisions).unwrap_or_default(),
+                    },
+                ))
+            })
+        };
+        let Some((cdr_id, info)) = found else {
             return;
         };
         let book = self.0.book.clone();
-        let at = SystemTime::now();
-        tokio::task::spawn_blocking(move || book.answered(cdr_id, at));
+        tokio::task::spawn_blocking(move || book.answered(cdr_id, info));
     }
 
     fn ended(&self, record: &CallRecord) {

@@ -8,6 +8,13 @@
 //! | `max_body_bytes` | `FORWARDER_MAX_BODY_BYTES` | 1048576 (1 MiB) |
 //! | `request_timeout_secs` | `FORWARDER_REQUEST_TIMEOUT_SECS` | 60 |
 //! | `pool_size` | `FORWARDER_POOL_SIZE` | 8 |
+//! | `[sip] listen` | `FORWARDER_SIP_LISTEN` | (no SIP without `[sip]`) |
+//! | `[central] central_url` | `FORWARDER_CENTRAL_URL` | |
+//! | `[central] enrollment_token` | `FORWARDER_ENROLLMENT_TOKEN` | |
+//!
+//! The call path's tables (`[sip]`, `[central]`, `[routing]`, `[selection]`,
+//! `[media]`, `[plans.*]`, `[rounding.*]`) are described in
+//! [`crate::call_config`].
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -38,6 +45,16 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
     pool_size: Option<u32>,
+    // The SIP call path (see `crate::call_config`).
+    sip: Option<crate::call_config::SipSection>,
+    central: Option<provider_sdk::central::EnrollmentConfig>,
+    routing: Option<crate::call_config::RoutingSection>,
+    selection: Option<provider_sdk::select::Policy>,
+    media: Option<provider_sdk::gateway::MediaConfig>,
+    #[serde(default)]
+    plans: std::collections::BTreeMap<String, crate::rating::PlanConfig>,
+    #[serde(default)]
+    rounding: std::collections::BTreeMap<String, crate::rating::Rounding>,
 }
 
 /// Effective settings.
@@ -50,6 +67,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub pool_size: u32,
+    /// The SIP call path; `None` when the file has no `[sip]` table.
+    pub calls: Option<crate::call_config::CallConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -78,6 +97,7 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             pool_size: 8,
+            calls: None,
         }
     }
 
@@ -120,6 +140,33 @@ impl Config {
         if let Some(v) = f.pool_size {
             self.pool_size = v;
         }
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        match (f.sip, f.central, f.routing) {
+            (Some(sip), Some(central), Some(routing)) => {
+                let mut calls = crate::call_config::CallConfig {
+                    sip,
+                    central,
+                    routing,
+                    selection: f.selection.unwrap_or_default(),
+                    media: f.media.unwrap_or_default(),
+                    rating: crate::rating::RatingConfig {
+                        plans: f.plans,
+                        rounding: f.rounding,
+                    },
+                };
+                calls.resolve_paths(&self.data_dir);
+                self.calls = Some(calls);
+            }
+            (None, None, None) => {}
+            _ => {
+                return Err(parse_error(
+                    "the call path needs [sip], [central] and [routing] together".into(),
+                ))
+            }
+        }
         Ok(())
     }
 
@@ -153,6 +200,17 @@ impl Config {
         }
         if let Some(v) = get("FORWARDER_POOL_SIZE") {
             self.pool_size = parse("FORWARDER_POOL_SIZE", &v)?;
+        }
+        if let Some(calls) = self.calls.as_mut() {
+            if let Some(v) = get("FORWARDER_SIP_LISTEN") {
+                calls.sip.listen = parse("FORWARDER_SIP_LISTEN", &v)?;
+            }
+            if let Some(v) = get("FORWARDER_CENTRAL_URL") {
+                calls.central.central_url = v;
+            }
+            if let Some(v) = get("FORWARDER_ENROLLMENT_TOKEN") {
+                calls.central.enrollment_token = Some(v);
+            }
         }
         Ok(())
     }

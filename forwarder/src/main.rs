@@ -55,19 +55,61 @@ fn run(cli: cli::Cli) -> Result<()> {
     }
 }
 
-/// `forwarder serve`: the HTTPS API until SIGINT/SIGTERM. The SIP side
-/// starts next to it here, sharing `running.db()` and stopping with
-/// `running.stop_signal()`.
+/// `forwarder serve`: the HTTPS API (when the data directory was
+/// initialised) and the SIP call path (when `[sip]` is configured), until
+/// SIGINT/SIGTERM.
 fn serve(cfg: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let running = app::start_with_signals(cfg).await?;
-        // Tests and scripts read the bound address from here.
-        println!("API listening on https://{}", running.api_addr);
-        running.wait().await;
+        forwarder::tls::install_crypto_provider();
+        let initialised = cfg.data_dir.join(app::ROOT_CERT).exists();
+        let calls = cfg.calls.clone();
+        if !initialised && calls.is_none() {
+            anyhow::bail!(
+                "nothing to serve: {} is not initialised (forwarder init) and has no [sip] table",
+                cfg.data_dir.display()
+            );
+        }
+        let api = if initialised {
+            let running = app::start_with_signals(cfg.clone()).await?;
+            // Tests and scripts read the bound addresses from here.
+            println!("API listening on https://{}", running.api_addr);
+            Some(running)
+        } else {
+            eprintln!(
+                "forwarder: {} is not initialised: serving SIP only, no HTTPS API (run `forwarder init`)",
+                cfg.data_dir.display()
+            );
+            None
+        };
+        let service = match &calls {
+            Some(calls) => {
+                let db = match &api {
+                    Some(a) => a.db().clone(),
+                    None => {
+                        let url = cfg.database_url.clone();
+                        let pool = cfg.pool_size;
+                        tokio::task::spawn_blocking(move || forwarder::db::Database::open(&url, pool))
+                            .await?
+                            .context("cannot open the database")?
+                    }
+                };
+                let service = forwarder::service::start(calls, db).await?;
+                println!("SIP listening on udp {}", service.sip_addr());
+                Some(service)
+            }
+            None => None,
+        };
+        match api {
+            Some(running) => running.wait().await,
+            None => forwarder::server::shutdown_signal().await,
+        }
+        if let Some(service) = service {
+            service.shutdown();
+        }
         Ok::<(), anyhow::Error>(())
     })
 }

@@ -1,0 +1,154 @@
+//! Settings of the SIP call path, from the same `forwarder.toml`:
+//!
+//! ```toml
+//! [sip]
+//! listen = "127.0.0.1:5060"          # UDP (and TCP with tcp_listen)
+//! # tcp_listen = "127.0.0.1:5060"
+//! setup_timeout_ms = 3000            # a provider with no ringing by then: next provider
+//! [sip.ingress]
+//! trusted = ["127.0.0.1", "198.51.100.0/24"]   # upstream carriers allowed to send calls
+//! rate_per_sec = 50
+//! burst = 100
+//!
+//! [central]                          # central, and the forwarder's own credential (it pays)
+//! central_url = "https://127.0.0.1:8443"
+//! root_certificate = "central-ca.crt"
+//! key = "forwarder.key"
+//! certificate = "forwarder.crt"
+//! name = "home-telecom"
+//! # enrollment_token = "enr_..."    # first start only; better FORWARDER_ENROLLMENT_TOKEN
+//!
+//! [routing]
+//! currency = "EUR"                   # providers are asked for prices in it
+//! cache_ttl_secs = 300               # route answers reused this long per destination
+//! stale_for_secs = 3600              # and this much longer while central is unreachable
+//! probe_deadline_ms = 300            # on-demand OPTIONS to the candidates
+//! probe_interval_secs = 30           # background OPTIONS to known providers
+//! ticket_lifetime_secs = 300
+//! # max_rate = "0.05"                # never pay a provider more per minute
+//!
+//! [selection]                        # provider_sdk::select::Policy (defaults shown)
+//! cost_tolerance = "0.05"
+//! latency_ceiling = 500
+//!
+//! [media]                            # the RTP relay every call is anchored in
+//! first_port = 30000
+//! last_port = 30999
+//! timeout_secs = 30
+//!
+//! [plans.standard]                   # rating plans: see forwarder::rating
+//! kind = "markup"
+//! currency = "EUR"
+//! markup_percent = "20"
+//! ```
+//!
+//! Without a `[sip]` table the forwarder serves its HTTPS API only.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use provider_sdk::central::EnrollmentConfig;
+use provider_sdk::gateway::MediaConfig;
+use provider_sdk::money::Currency;
+use provider_sdk::select::Policy;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::ingress::IngressConfig;
+use crate::rating::RatingConfig;
+
+/// `[sip]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub tcp_listen: Option<SocketAddr>,
+    #[serde(default = "default_setup_ms")]
+    pub setup_timeout_ms: u64,
+    pub ingress: IngressConfig,
+}
+
+fn default_setup_ms() -> u64 {
+    3000
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    pub currency: Currency,
+    #[serde(default = "default_ttl")]
+    pub cache_ttl_secs: u64,
+    #[serde(default = "default_stale")]
+    pub stale_for_secs: u64,
+    #[serde(default = "default_limit")]
+    pub route_limit: u16,
+    #[serde(default = "default_probe_ms")]
+    pub probe_deadline_ms: u64,
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_secs: u64,
+    #[serde(default = "default_ticket_lifetime")]
+    pub ticket_lifetime_secs: u64,
+    #[serde(default)]
+    pub max_rate: Option<Decimal>,
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+fn default_stale() -> u64 {
+    3600
+}
+fn default_limit() -> u16 {
+    10
+}
+fn default_probe_ms() -> u64 {
+    300
+}
+fn default_probe_interval() -> u64 {
+    30
+}
+fn default_ticket_lifetime() -> u64 {
+    300
+}
+
+/// Everything the call path needs.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    pub sip: SipSection,
+    pub central: EnrollmentConfig,
+    pub routing: RoutingSection,
+    pub selection: Policy,
+    pub media: MediaConfig,
+    pub rating: RatingConfig,
+}
+
+impl CallConfig {
+    pub fn setup_timeout(&self) -> Duration {
+        Duration::from_millis(self.sip.setup_timeout_ms.max(1))
+    }
+
+    /// Relative paths (certificates, keys, rate decks) are taken from `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.central.root_certificate);
+        resolve(&mut self.central.key);
+        resolve(&mut self.central.certificate);
+        for plan in self.rating.plans.values_mut() {
+            if let Some(d) = plan.deck.as_mut() {
+                resolve(d);
+            }
+            for period in plan.periods.values_mut() {
+                if let Some(d) = period.deck.as_mut() {
+                    resolve(d);
+                }
+            }
+        }
+    }
+}
