@@ -102,7 +102,9 @@ impl StoreBook {
             let close = self.recovery_close(&mut conn, &cdr, now);
             match cdrs::close_and_charge(&mut conn, cdr.id, &close, now) {
                 Ok(_) => closed += 1,
-                Err(e) => tracing::error!(cdr = %cdr.id, error = %e, "cannot close a call left open"),
+                Err(e) => {
+                    tracing::error!(cdr = %cdr.id, error = %e, "cannot close a call left open")
+                }
             }
         }
         Ok(closed)
@@ -152,7 +154,9 @@ impl StoreBook {
             Err(why) => CdrClose {
                 status: FinalStatus::Completed,
                 sip_status: Some(200),
-                hangup_cause: Some(format!("forwarder restarted during the call; not rated: {why}")),
+                hangup_cause: Some(format!(
+                    "forwarder restarted during the call; not rated: {why}"
+                )),
                 ..base
             },
         }
@@ -249,13 +253,9 @@ impl CallBook for StoreBook {
             ticket_id: Some(info.ticket_id.to_string()),
             ..CdrProgress::default()
         };
-        let result = self
-            .db
-            .conn()
-            .map_err(|e| e.to_string())
-            .and_then(|mut c| {
-                cdrs::update(&mut c, cdr_id, &progress, Utc::now()).map_err(|e| e.to_string())
-            });
+        let result = self.db.conn().map_err(|e| e.to_string()).and_then(|mut c| {
+            cdrs::update(&mut c, cdr_id, &progress, Utc::now()).map_err(|e| e.to_string())
+        });
         if let Err(e) = result {
             tracing::error!(cdr = %cdr_id, error = %e, "cannot note the answer in the CDR");
         }
@@ -264,17 +264,26 @@ impl CallBook for StoreBook {
     fn finish(&self, end: CallEnd) {
         let now = Utc::now();
         let ended_at = end.ended_at.map(utc).unwrap_or(now);
-        let (status, rating, billable, not_rated) = match (&end.answered_at, &end.carrier, &end.forwarded_to) {
-            (Some(answered), Some((_, _, terms)), Some(dest)) => {
-                let answered = utc(*answered);
-                match self.rate(&end.subscriber, dest, terms, answered, seconds(answered, ended_at)) {
-                    Ok((billable, rating)) => (FinalStatus::Completed, Some(rating), billable, None),
-                    Err(why) => (FinalStatus::Completed, None, 0, Some(why)),
+        let (status, rating, billable, not_rated) =
+            match (&end.answered_at, &end.carrier, &end.forwarded_to) {
+                (Some(answered), Some((_, _, terms)), Some(dest)) => {
+                    let answered = utc(*answered);
+                    match self.rate(
+                        &end.subscriber,
+                        dest,
+                        terms,
+                        answered,
+                        seconds(answered, ended_at),
+                    ) {
+                        Ok((billable, rating)) => {
+                            (FinalStatus::Completed, Some(rating), billable, None)
+                        }
+                        Err(why) => (FinalStatus::Completed, None, 0, Some(why)),
+                    }
                 }
-            }
-            _ if end.final_status == Some(487) => (FinalStatus::Cancelled, None, 0, None),
-            _ => (FinalStatus::Failed, None, 0, None),
-        };
+                _ if end.final_status == Some(487) => (FinalStatus::Cancelled, None, 0, None),
+                _ => (FinalStatus::Failed, None, 0, None),
+            };
         let mut decision = serde_json::json!({ "targets": end.decisions });
         if let (Some(obj), Some((_, _, terms))) = (decision.as_object_mut(), &end.carrier) {
             obj.insert(
@@ -283,7 +292,10 @@ impl CallBook for StoreBook {
             );
         }
         let hangup = match (&end.hangup, not_rated) {
-            (h, Some(why)) => Some(format!("{}; not rated: {why}", h.clone().unwrap_or_default())),
+            (h, Some(why)) => Some(format!(
+                "{}; not rated: {why}",
+                h.clone().unwrap_or_default()
+            )),
             (h, None) => h.clone(),
         };
         let close = CdrClose {
@@ -296,7 +308,10 @@ impl CallBook for StoreBook {
             rating,
             progress: CdrProgress {
                 target: end.forwarded_to,
-                provider_id: end.carrier.as_ref().and_then(|(id, _, _)| i64::try_from(*id).ok()),
+                provider_id: end
+                    .carrier
+                    .as_ref()
+                    .and_then(|(id, _, _)| i64::try_from(*id).ok()),
                 provider_name: end.carrier.as_ref().map(|(_, n, _)| n.clone()),
                 decision: Some(decision),
                 attempts: serde_json::to_value(&end.attempts).ok(),
@@ -304,11 +319,9 @@ impl CallBook for StoreBook {
                 ..CdrProgress::default()
             },
         };
-        let result = self
-            .db
-            .conn()
-            .map_err(|e| e.to_string())
-            .and_then(|mut c| cdrs::close_and_charge(&mut c, end.cdr_id, &close, now).map_err(|e| e.to_string()));
+        let result = self.db.conn().map_err(|e| e.to_string()).and_then(|mut c| {
+            cdrs::close_and_charge(&mut c, end.cdr_id, &close, now).map_err(|e| e.to_string())
+        });
         match result {
             Ok(closed) => tracing::info!(
                 cdr = %end.cdr_id,
@@ -317,7 +330,9 @@ impl CallBook for StoreBook {
                 balance = %closed.balance,
                 "call closed"
             ),
-            Err(e) => tracing::error!(cdr = %end.cdr_id, error = %e, "cannot close the CDR (it is closed at the next start)"),
+            Err(e) => {
+                tracing::error!(cdr = %end.cdr_id, error = %e, "cannot close the CDR (it is closed at the next start)")
+            }
         }
     }
 }

@@ -280,7 +280,14 @@ impl Forwarding {
         self.active.lock().len()
     }
 
-    fn ticket(&self, payer: &Payer, route: &Route, orig: E164, dest: E164, call_id: &str) -> Ticket {
+    fn ticket(
+        &self,
+        payer: &Payer,
+        route: &Route,
+        orig: E164,
+        dest: E164,
+        call_id: &str,
+    ) -> Ticket {
         let now = unix(SystemTime::now());
         let lifetime = i64::try_from(self.settings.ticket_lifetime.as_secs())
             .unwrap_or(i64::MAX)

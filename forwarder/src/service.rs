@@ -93,7 +93,10 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
         .context("recovery task")?
         .context("closing calls left open by the last run")?;
     if recovered > 0 {
-        tracing::warn!(calls = recovered, "closed and billed calls left open by the last run");
+        tracing::warn!(
+            calls = recovered,
+            "closed and billed calls left open by the last run"
+        );
     }
     let root_pem = std::fs::read_to_string(&calls.central.root_certificate).with_context(|| {
         format!(
@@ -162,7 +165,11 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
 
 /// Loads the stored credential, or enrolls; retried in the background
 /// while central cannot be reached, so the forwarder starts regardless.
-fn spawn_enrollment(config: EnrollmentConfig, forwarding: Arc<Forwarding>, stop: CancellationToken) {
+fn spawn_enrollment(
+    config: EnrollmentConfig,
+    forwarding: Arc<Forwarding>,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             match ensure_enrolled(&config).await {

@@ -206,7 +206,7 @@ impl Network {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).expect("gateway dir");
         std::fs::write(dir.join("rates.csv"), deck).expect("deck");
-        let media = crate::common::free_port_pair_base();
+        let media = super::free_port_pair_base();
         let config = format!(
             r#"
 [central]
@@ -303,7 +303,9 @@ impl Process {
 pub async fn start_gateway(config: &Path, token: Option<&str>) -> Process {
     let log = config.with_extension("log");
     let err = std::fs::File::create(&log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_provider-gateway"));
+    let bin = option_env!("CARGO_BIN_EXE_provider-gateway")
+        .expect("the provider-gateway binary (provider-sdk's own tests only; elsewhere use start_gateway_in_process)");
+    let mut cmd = Command::new(bin);
     cmd.arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
@@ -340,9 +342,25 @@ pub async fn start_gateway(config: &Path, token: Option<&str>) -> Process {
     process
 }
 
+/// Starts a gateway in this process (for test crates without the binary).
+pub async fn start_gateway_in_process(
+    config: &Path,
+    token: Option<&str>,
+) -> provider_sdk::gateway::Gateway {
+    let mut cfg = provider_sdk::gateway::GatewayConfig::load(config).expect("gateway config");
+    if let Some(t) = token {
+        cfg.central.enrollment_token = Some(t.to_owned());
+    }
+    provider_sdk::gateway::Gateway::start(cfg)
+        .await
+        .expect("gateway start")
+}
+
 /// Runs `dial --json` and returns its exit code and report.
 pub async fn dial(config: &Path, token: Option<&str>, args: &[&str]) -> (i32, Value, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dial"));
+    let bin =
+        option_env!("CARGO_BIN_EXE_dial").expect("the dial binary (provider-sdk's own tests only)");
+    let mut cmd = Command::new(bin);
     cmd.arg("--config")
         .arg(config)
         .arg("--json")

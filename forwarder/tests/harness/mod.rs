@@ -1,0 +1,269 @@
+//! End-to-end harness: central in this process, provider gateways in this
+//! process, the forwarder as its own process (`forwarder serve`), SIPp as
+//! the upstream carrier and as the phone network behind the gateways.
+#![allow(dead_code)] // each test binary uses a subset
+
+#[path = "../../../provider-sdk/tests/common/network.rs"]
+pub mod network;
+#[path = "../../../provider-sdk/tests/common/sipp.rs"]
+mod sipp;
+pub use sipp::*;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const FORWARDER: &str = env!("CARGO_BIN_EXE_forwarder");
+
+/// Runs an operator command on the forwarder's data directory and returns
+/// its JSON output.
+pub fn cli(data: &Path, args: &[&str]) -> Value {
+    let out = std::process::Command::new(FORWARDER)
+        .args(args)
+        .env("FORWARDER_DATA", data)
+        .env_remove("FORWARDER_ENROLLMENT_TOKEN")
+        .output()
+        .expect("run forwarder");
+    assert!(
+        out.status.success(),
+        "forwarder {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// A running `forwarder serve`.
+pub struct Forwarder {
+    pub child: Child,
+    pub data: PathBuf,
+    pub sip: SocketAddr,
+    pub log: PathBuf,
+}
+
+/// Settings of one test's forwarder.
+pub struct ForwarderSetup<'a> {
+    pub central_url: &'a str,
+    pub central_root: &'a Path,
+    pub name: &'a str,
+    pub token: Option<&'a str>,
+    /// Extra TOML appended (e.g. `[plans.x]` tables).
+    pub extra: &'a str,
+    pub cache_ttl_secs: u64,
+}
+
+impl Forwarder {
+    /// `forwarder init` in `data` (a fresh directory), the call path's
+    /// tables written to its `forwarder.toml`.
+    pub fn init(data: &Path, setup: &ForwarderSetup<'_>) {
+        std::fs::create_dir_all(data).unwrap();
+        let out = std::process::Command::new(FORWARDER)
+            .args(["init", "--data"])
+            .arg(data)
+            .args(["--api-listen", "127.0.0.1:0"])
+            .output()
+            .expect("forwarder init");
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sip_port = free_port();
+        let media = free_port_pair_base();
+        let extra = format!(
+            r#"
+[sip]
+listen = "127.0.0.1:{sip_port}"
+setup_timeout_ms = 2000
+[sip.ingress]
+trusted = ["127.0.0.1"]
+
+[central]
+central_url = "{url}"
+root_certificate = "{root}"
+key = "home.key"
+certificate = "home.crt"
+name = "{name}"
+
+[routing]
+currency = "EUR"
+cache_ttl_secs = {ttl}
+probe_deadline_ms = 300
+
+[media]
+first_port = {media}
+last_port = {last}
+timeout_secs = 4
+
+[plans.standard]
+kind = "markup"
+currency = "EUR"
+connect_fee = "0"
+first_increment = 1
+next_increment = 1
+markup_percent = "20"
+{more}
+"#,
+            url = setup.central_url,
+            root = setup.central_root.display(),
+            name = setup.name,
+            ttl = setup.cache_ttl_secs,
+            last = media + 19,
+            more = setup.extra,
+        );
+        let path = data.join("forwarder.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&extra);
+        std::fs::write(&path, text).unwrap();
+    }
+
+    /// Starts `forwarder serve` and waits until SIP listens.
+    pub async fn serve(data: &Path, token: Option<&str>) -> Forwarder {
+        let log = data.join("serve.log");
+        let err = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(FORWARDER);
+        cmd.args(["serve", "--data"])
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        match token {
+            Some(t) => cmd.env("FORWARDER_ENROLLMENT_TOKEN", t),
+            None => cmd.env_remove("FORWARDER_ENROLLMENT_TOKEN"),
+        };
+        let mut child = cmd.spawn().expect("forwarder serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let sip = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("SIP listening on udp ") {
+                    return addr.trim().parse::<SocketAddr>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(sip) = sip else {
+            panic!(
+                "forwarder serve did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Forwarder {
+            child,
+            data: data.to_owned(),
+            sip,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Value {
+        cli(&self.data, args)
+    }
+
+    /// Waits until the forwarder logs that it holds its credential.
+    pub async fn enrolled(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.log_text().contains("forwarder credential ready") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not enrolled:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The subscriber's CDRs (newest first) once `n` are closed.
+    pub async fn closed_cdrs(&self, subscriber: i64, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.cli(&["cdr", "list", &subscriber.to_string(), "--limit", "50"]);
+            let cdrs: Vec<Value> = v
+                .get("cdrs")
+                .or(Some(&v))
+                .and_then(|c| c.as_array())
+                .cloned()
+                .unwrap_or_default();
+            let closed: Vec<Value> = cdrs
+                .into_iter()
+                .filter(|c| !matches!(c["status"].as_str(), Some("open") | Some("answered")))
+                .collect();
+            if closed.len() >= n {
+                return closed;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} closed CDRs, wanted {n}: {v}\n{}",
+                closed.len(),
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// Adds a prepaid subscriber with `number`, funded with `balance`, forwarding
+/// to `targets` (`"+44...:20"` = number and ring timeout); returns its id.
+pub fn subscriber(
+    data: &Path,
+    number: &str,
+    balance: &str,
+    targets: &[&str],
+    more: &[&str],
+) -> i64 {
+    let mut args = vec![
+        "subscriber",
+        "add",
+        "--name",
+        "Test Subscriber",
+        "--email",
+        "t@example.net",
+        "--time-zone",
+        "Europe/Berlin",
+        "--plan",
+        "standard",
+        "--currency",
+        "EUR",
+    ];
+    args.extend_from_slice(more);
+    let s = cli(data, &args);
+    let id = s["id"].as_i64().expect("subscriber id");
+    let id_s = id.to_string();
+    cli(data, &["number", "add", &id_s, number]);
+    let mut rule = vec!["rule", "set", id_s.as_str()];
+    for t in targets {
+        rule.push("--target");
+        rule.push(t);
+    }
+    cli(data, &rule);
+    if balance != "0" {
+        let key = format!("fund-{id}");
+        cli(data, &["account", "payment", &id_s, balance, "--key", &key]);
+    }
+    id
+}
