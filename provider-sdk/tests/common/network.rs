@@ -303,8 +303,9 @@ impl Process {
 pub async fn start_gateway(config: &Path, token: Option<&str>) -> Process {
     let log = config.with_extension("log");
     let err = std::fs::File::create(&log).expect("log file");
-    let bin = option_env!("CARGO_BIN_EXE_provider-gateway")
-        .expect("the provider-gateway binary (provider-sdk's own tests only; elsewhere use start_gateway_in_process)");
+    let Some(bin) = option_env!("CARGO_BIN_EXE_provider-gateway") else {
+        panic!("no provider-gateway binary in this test crate: use start_gateway_in_process");
+    };
     let mut cmd = Command::new(bin);
     cmd.arg("--config")
         .arg(config)
