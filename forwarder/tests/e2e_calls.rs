@@ -8,6 +8,8 @@ mod harness;
 
 use harness::network::{start_gateway_in_process, Network};
 use harness::*;
+use std::time::Duration;
+
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -31,11 +33,19 @@ struct World {
 
 /// Central, one gateway per `(name, deck, callee scenario)`, and the forwarder.
 async fn world(providers: &[(&str, &str, &str)]) -> World {
+    world_with(providers, &[], 300).await
+}
+
+/// Like [`world`], with extra SIPp arguments for the callees and the
+/// forwarder's route-cache TTL.
+async fn world_with(providers: &[(&str, &str, &str)], callee_args: &[&str], ttl: u64) -> World {
     let net = Network::start().await;
     let mut gateways = Vec::new();
     let mut callees = Vec::new();
     for (name, deck, scenario) in providers {
-        let callee = spawn_sipp_with(scenario, None, &["-rtp_echo"]);
+        let mut args = vec!["-rtp_echo"];
+        args.extend_from_slice(callee_args);
+        let callee = spawn_sipp_with(scenario, None, &args);
         let port = free_port();
         let reg = net.register(name, port).await;
         let config = net.gateway_config(name, port, callee.target().port(), deck);
@@ -57,7 +67,7 @@ async fn world(providers: &[(&str, &str, &str)]) -> World {
             name: "home-telecom",
             token: Some(&home.token),
             extra: "",
-            cache_ttl_secs: 300,
+            cache_ttl_secs: ttl,
         },
     );
     let forwarder = Forwarder::serve(&data, Some(&home.token)).await;
@@ -135,4 +145,271 @@ async fn a_call_is_forwarded_through_the_cheapest_provider_and_billed() {
     }
     drop(w.callees);
     w.net.shutdown().await;
+}
+
+impl World {
+    async fn end(self) {
+        self.forwarder.stop().await;
+        for (_, g) in self.gateways {
+            g.shutdown().await;
+        }
+        drop(self.callees);
+        self.net.shutdown().await;
+    }
+
+    fn balance(&self, sub: i64) -> Decimal {
+        let account = self.forwarder.cli(&["account", "show", &sub.to_string()]);
+        dec(&account["standing"]["balance"])
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_answering_503_is_passed_over_for_the_next() {
+    let w = world(&[
+        ("cheap-broken", "44,0.0100,0,1,1,,\n", "uas_unavailable.xml"),
+        ("dearer", "44,0.0200,0,1,1,,\n", "uas_answer.xml"),
+    ])
+    .await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    let attempts = cdr["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{cdr:#}");
+    assert_eq!(attempts[0]["provider"], "cheap-broken");
+    assert_eq!(attempts[0]["status"], 503);
+    assert_eq!(attempts[1]["provider"], "dearer");
+    assert_eq!(cdr["provider_name"], "dearer");
+    assert_eq!(cdr["status"], "completed");
+    let price = dec(&cdr["rating"]["price"]);
+    assert_eq!(w.balance(sub), Decimal::new(1000, 2) - price);
+    w.net.wait_settlement(w.home_id, w.gateways[1].0, 1).await;
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_every_provider_fails_the_caller_gets_a_final_status_and_nothing_is_charged() {
+    let w = world(&[
+        ("one", "44,0.0100,0,1,1,,\n", "uas_unavailable.xml"),
+        ("two", "44,0.0200,0,1,1,,\n", "uas_unavailable.xml"),
+    ])
+    .await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let heard = invite(w.forwarder.sip, SUBSCRIBER_NUMBER, LIMIT).await;
+    assert_eq!(heard.status, 503, "{heard:?}");
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["status"], "failed", "{cdr:#}");
+    assert_eq!(cdr["attempts"].as_array().unwrap().len(), 2);
+    assert!(cdr["rating"].is_null(), "{cdr:#}");
+    assert_eq!(w.balance(sub), Decimal::new(1000, 2));
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn busy_is_the_callee_s_answer_and_is_relayed_without_failover() {
+    let w = world(&[
+        ("cheap", "44,0.0100,0,1,1,,\n", "uas_busy.xml"),
+        ("dear", "44,0.0200,0,1,1,,\n", "uas_answer.xml"),
+    ])
+    .await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling(
+        "uac_expect_486.xml",
+        w.forwarder.sip,
+        SUBSCRIBER_NUMBER,
+        &[],
+    );
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["sip_status"], 486, "{cdr:#}");
+    assert_eq!(
+        cdr["attempts"].as_array().unwrap().len(),
+        1,
+        "no failover after 486"
+    );
+    assert_eq!(w.balance(sub), Decimal::new(1000, 2));
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_during_ringing_ends_the_search_and_nothing_is_charged() {
+    let w = world(&[("ringing", "44,0.0100,0,1,1,,\n", "uas_ringing.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_cancel.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["status"], "cancelled", "{cdr:#}");
+    assert_eq!(cdr["sip_status"], 487);
+    assert_eq!(w.balance(sub), Decimal::new(1000, 2));
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bye_from_the_callee_ends_and_bills_the_call() {
+    let w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_hangup.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_wait_bye.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["status"], "completed", "{cdr:#}");
+    assert_eq!(cdr["hangup_cause"], "callee hung up", "{cdr:#}");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_without_media_is_torn_down_by_the_media_timeout() {
+    // Neither side sends RTP: the forwarder's relay times out (4 s here).
+    let net = Network::start().await;
+    let callee = spawn_sipp("uas_answer.xml", None);
+    let port = free_port();
+    let reg = net.register("carrier", port).await;
+    let gw = start_gateway_in_process(
+        &net.gateway_config("carrier", port, callee.target().port(), "44,0.01,0,1,1,,\n"),
+        Some(&reg.token),
+    )
+    .await;
+    net.wait_routes(TARGET, &["carrier"]).await;
+    let home = net.register("home-telecom", free_port()).await;
+    let data = net.path("forwarder");
+    Forwarder::init(&data, &setup(&net, &home.token, ""));
+    let forwarder = Forwarder::serve(&data, Some(&home.token)).await;
+    forwarder.enrolled().await;
+    let sub = subscriber(
+        &data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_wait_bye.xml", forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &forwarder.closed_cdrs(sub, 1).await[0];
+    assert!(
+        cdr["hangup_cause"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("media timeout"),
+        "{cdr:#}"
+    );
+    assert_eq!(cdr["status"], "completed");
+    forwarder.stop().await;
+    gw.shutdown().await;
+    drop(callee);
+    net.shutdown().await;
+}
+
+fn setup<'a>(net: &'a Network, token: &'a str, extra: &'a str) -> ForwarderSetup<'a> {
+    ForwarderSetup {
+        central_url: &net.base,
+        central_root: Box::leak(Box::new(net.path("ca.crt"))),
+        name: "home-telecom",
+        token: Some(token),
+        extra,
+        cache_ttl_secs: 300,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_suspended_and_penniless_subscribers_are_refused_with_a_reason() {
+    let w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_answer.xml")]).await;
+    let data = &w.forwarder.data;
+    // Unknown number.
+    let heard = invite(w.forwarder.sip, "+4930999999", LIMIT).await;
+    assert_eq!(heard.status, 404, "{heard:?}");
+    assert!(heard.header("Reason").is_some(), "{heard:?}");
+    // No funds (prepaid, nothing paid in).
+    let broke = subscriber(data, "+4930222222", "0", &[&format!("{TARGET}:20")], &[]);
+    let heard = invite(w.forwarder.sip, "+4930222222", LIMIT).await;
+    assert_eq!(heard.status, 402, "{heard:?}");
+    assert!(heard.header("Warning").is_some_and(|w| !w.is_empty()));
+    // Suspended.
+    let sub = subscriber(data, "+4930333333", "5.00", &[&format!("{TARGET}:20")], &[]);
+    w.forwarder
+        .cli(&["subscriber", "suspend", &sub.to_string()]);
+    let heard = invite(w.forwarder.sip, "+4930333333", LIMIT).await;
+    assert_eq!(heard.status, 403, "{heard:?}");
+    // Refused calls leave no CDR and no charge.
+    let none = w.forwarder.cli(&["cdr", "list", &broke.to_string()]);
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn central_down_warm_cache_calls_go_on_cold_cache_fast_503() {
+    // The callee takes two calls; route answers go stale after 1 s.
+    let mut w = world_with(
+        &[("carrier", "44,0.0100,0,1,1,,\n", "uas_answer.xml")],
+        &["-m", "2"],
+        1,
+    )
+    .await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    // Warm the cache with a first call, then take central away.
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    w.forwarder.closed_cdrs(sub, 1).await;
+    w.net.stop_central().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Warm: the cached (now stale) answer carries the call.
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdrs = w.forwarder.closed_cdrs(sub, 2).await;
+    let second = &cdrs[0];
+    assert_eq!(second["status"], "completed", "{second:#}");
+    assert_eq!(
+        second["decision"]["targets"][0]["routes"], "stale",
+        "{second:#}"
+    );
+    // A destination never asked before: nothing cached, a quick 503.
+    let cold = subscriber(
+        &w.forwarder.data,
+        "+4930444444",
+        "10.00",
+        &["+33123456789:20"],
+        &[],
+    );
+    let heard = invite(w.forwarder.sip, "+4930444444", LIMIT).await;
+    assert_eq!(heard.status, 503, "{heard:?}");
+    assert!(heard.elapsed < Duration::from_secs(10), "{heard:?}");
+    let cdr = &w.forwarder.closed_cdrs(cold, 1).await[0];
+    assert_eq!(cdr["status"], "failed");
+    w.end().await;
 }

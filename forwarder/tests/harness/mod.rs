@@ -267,3 +267,79 @@ pub fn subscriber(
     }
     id
 }
+
+/// What a caller hears: the final status and its header fields.
+#[derive(Debug)]
+pub struct Heard {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub elapsed: Duration,
+}
+
+impl Heard {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one INVITE for `number` from a plain UDP socket and returns the
+/// final answer (ACKed). Bounded by `limit`.
+pub async fn invite(to: SocketAddr, number: &str, limit: Duration) -> Heard {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let call_id = format!("{}@test", uuid::Uuid::new_v4().simple());
+    let branch = format!("z9hG4bK{}", uuid::Uuid::new_v4().simple());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        free_port()
+    );
+    let msg = format!(
+        "INVITE sip:{number}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\nMax-Forwards: 70\r\n\
+         From: <sip:+15550001@{local}>;tag=t1\r\nTo: <sip:{number}@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let started = std::time::Instant::now();
+    socket.send_to(msg.as_bytes(), to).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        let (n, _) = tokio::time::timeout(left, socket.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no final answer for {number} within {limit:?}"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut lines = text.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status < 200 {
+            continue;
+        }
+        let headers: Vec<(String, String)> = lines
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let to_hdr = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("To"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let ack = format!(
+            "ACK sip:{number}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:+15550001@{local}>;tag=t1\r\nTo: {to_hdr}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        socket.send_to(ack.as_bytes(), to).await.unwrap();
+        return Heard {
+            status,
+            headers,
+            elapsed: started.elapsed(),
+        };
+    }
+}

@@ -269,10 +269,15 @@ answer_timeout_secs = 15
         path
     }
 
-    pub async fn shutdown(mut self) {
+    /// Stops central (its port then refuses connections).
+    pub async fn stop_central(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_central().await;
     }
 }
 
