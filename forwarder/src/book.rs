@@ -237,13 +237,12 @@ impl CallBook for StoreBook {
     }
 
     fn answered(&self, cdr_id: Uuid, info: AnsweredInfo) {
-        let mut decision = info.decisions.clone();
-        if let Some(obj) = decision.as_object_mut() {
-            obj.insert(
-                "carrier_terms".into(),
-                serde_json::to_value(&info.terms).unwrap_or_default(),
-            );
-        }
+        // The same shape as at the end of the call, with the carrier's
+        // terms: what a restart after a crash rates the call with.
+        let decision = serde_json::json!({
+            "targets": info.decisions,
+            "carrier_terms": info.terms,
+        });
         let progress = CdrProgress {
             target: Some(info.forwarded_to),
             answered_at: Some(utc(info.at)),
@@ -258,6 +257,18 @@ impl CallBook for StoreBook {
         });
         if let Err(e) = result {
             tracing::error!(cdr = %cdr_id, error = %e, "cannot note the answer in the CDR");
+        }
+    }
+
+    fn still_up(&self, cdr_ids: &[Uuid], at: SystemTime) {
+        let Ok(mut conn) = self.db.conn() else {
+            tracing::warn!("no database connection for the call heartbeat");
+            return;
+        };
+        for id in cdr_ids {
+            if let Err(e) = cdrs::media_seen(&mut conn, *id, utc(at)) {
+                tracing::warn!(cdr = %id, error = %e, "cannot note the call is up");
+            }
         }
     }
 

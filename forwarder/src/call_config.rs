@@ -5,6 +5,7 @@
 //! listen = "127.0.0.1:5060"          # UDP (and TCP with tcp_listen)
 //! # tcp_listen = "127.0.0.1:5060"
 //! setup_timeout_ms = 3000            # a provider with no ringing by then: next provider
+//! heartbeat_secs = 10                # answered calls noted in their CDR (a crash bills up to it)
 //! [sip.ingress]
 //! trusted = ["127.0.0.1", "198.51.100.0/24"]   # upstream carriers allowed to send calls
 //! rate_per_sec = 50
@@ -67,11 +68,18 @@ pub struct SipSection {
     pub tcp_listen: Option<SocketAddr>,
     #[serde(default = "default_setup_ms")]
     pub setup_timeout_ms: u64,
+    /// How often answered calls are noted as still up in their CDR (what a
+    /// restart after a crash bills up to).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
     pub ingress: IngressConfig,
 }
 
 fn default_setup_ms() -> u64 {
     3000
+}
+fn default_heartbeat() -> u64 {
+    10
 }
 
 /// `[routing]`.

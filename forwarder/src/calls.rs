@@ -151,6 +151,8 @@ pub trait CallBook: Send + Sync + 'static {
     ) -> Result<Option<Duration>, Refusal>;
     /// The call was answered (kept in the CDR so a crash can still bill it).
     fn answered(&self, cdr_id: Uuid, info: AnsweredInfo);
+    /// Answered calls still up at `at` (a crash bills them up to the last note).
+    fn still_up(&self, cdr_ids: &[Uuid], at: SystemTime);
     /// Closes the CDR and charges the subscriber, in one transaction.
     fn finish(&self, end: CallEnd);
 }
@@ -172,6 +174,7 @@ struct Active {
     decisions: Vec<TargetDecision>,
     /// By attempt Call-ID: the ticket, the provider and the forwarding target.
     tickets: HashMap<String, (Ticket, Route, E164)>,
+    answered: bool,
 }
 
 /// The forwarder's [`CallControl`].
@@ -278,6 +281,38 @@ impl Forwarding {
     /// Calls in progress.
     pub fn active_calls(&self) -> usize {
         self.active.lock().len()
+    }
+
+    /// Notes every `every` that answered calls are still up, until `stop`.
+    pub fn spawn_heartbeat(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let up: Vec<Uuid> = me
+                    .active
+                    .lock()
+                    .values()
+                    .filter(|a| a.answered)
+                    .map(|a| a.begun.cdr_id)
+                    .collect();
+                if up.is_empty() {
+                    continue;
+                }
+                let book = me.book.clone();
+                let at = SystemTime::now();
+                let _ = tokio::task::spawn_blocking(move || book.still_up(&up, at)).await;
+            }
+        });
     }
 
     fn ticket(
@@ -468,6 +503,7 @@ impl Forwarding {
                 begun,
                 decisions,
                 tickets,
+                answered: false,
             },
         );
         if let Some(refusal) = refusal {
@@ -613,8 +649,9 @@ impl CallControl for Control {
 
     fn answered(&self, call_id: &str, attempt: &provider_sdk::sip::control::AttemptRecord) {
         let found = {
-            let active = self.0.active.lock();
-            active.get(call_id).and_then(|a| {
+            let mut active = self.0.active.lock();
+            active.get_mut(call_id).and_then(|a| {
+                a.answered = true;
                 let (ticket, route, to) = a.tickets.get(&attempt.call_id)?;
                 Some((
                     a.begun.cdr_id,

@@ -137,6 +137,10 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
     };
     let forwarding = Forwarding::new(book, routes.clone(), latency.clone(), None, settings);
     let stop = CancellationToken::new();
+    forwarding.spawn_heartbeat(
+        Duration::from_secs(calls.sip.heartbeat_secs.max(1)),
+        stop.clone(),
+    );
     spawn_enrollment(calls.central.clone(), forwarding.clone(), stop.clone());
     let ingress = Arc::new(Ingress::new(&calls.sip.ingress).context("[sip.ingress]")?);
     let mut relay_config = RelayConfig::loopback(calls.media.first_port..=calls.media.last_port);

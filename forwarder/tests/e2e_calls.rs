@@ -55,7 +55,17 @@ async fn world_with(providers: &[(&str, &str, &str)], callee_args: &[&str], ttl:
         ));
         callees.push(callee);
     }
-    let names: Vec<&str> = providers.iter().map(|p| p.0).collect();
+    // Central answers for TARGET with every provider whose deck covers it.
+    let digits = TARGET.trim_start_matches('+');
+    let names: Vec<&str> = providers
+        .iter()
+        .filter(|p| {
+            p.1.split(',')
+                .next()
+                .is_some_and(|prefix| digits.starts_with(prefix))
+        })
+        .map(|p| p.0)
+        .collect();
     net.wait_routes(TARGET, &names).await;
     let home = net.register("home-telecom", free_port()).await;
     let data = net.path("forwarder");
@@ -412,4 +422,163 @@ async fn central_down_warm_cache_calls_go_on_cold_cache_fast_503() {
     let cdr = &w.forwarder.closed_cdrs(cold, 1).await[0];
     assert_eq!(cdr["status"], "failed");
     w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_call_over_the_concurrent_call_cap_gets_486() {
+    let w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_answer.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &["--max-calls", "1"],
+    );
+    let first = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    w.forwarder.cdr_with_status(sub, "answered").await;
+    let heard = invite(w.forwarder.sip, SUBSCRIBER_NUMBER, LIMIT).await;
+    assert_eq!(heard.status, 486, "{heard:?}");
+    assert!(heard.header("Reason").is_some(), "{heard:?}");
+    first.succeeded().await;
+    assert_eq!(w.forwarder.closed_cdrs(sub, 1).await.len(), 1);
+    w.end().await;
+}
+
+/// The Berlin weekday and hour now, for time-window rules.
+fn berlin_now() -> (String, u32) {
+    use chrono::{Datelike, Timelike};
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Berlin);
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [now.weekday().num_days_from_monday() as usize];
+    (day.to_owned(), now.hour())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn time_window_rules_pick_the_target_for_the_local_time() {
+    const DAYTIME: &str = "+441632960002";
+    let w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_answer.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    // The first rule's window is the hour twelve hours from now (not now);
+    // the second rule (no window) applies.
+    let (day, hour) = berlin_now();
+    let away = (hour + 12) % 24;
+    let rules = serde_json::json!({"rules": [
+        {"name": "away", "targets": [{"number": DAYTIME, "ring_timeout_secs": 20}],
+         "windows": [{"days": ["mon","tue","wed","thu","fri","sat","sun"],
+                      "start": format!("{away:02}:00"), "end": format!("{:02}:00", (away + 1) % 24)}]},
+        {"name": "always", "targets": [{"number": TARGET, "ring_timeout_secs": 20}]}
+    ]});
+    let file = w.net.path("rules.json");
+    std::fs::write(&file, rules.to_string()).unwrap();
+    w.forwarder.cli(&[
+        "rule",
+        "set",
+        &sub.to_string(),
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(
+        cdr["target"], TARGET,
+        "the window rule must not apply now ({day} {hour}h): {cdr:#}"
+    );
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_second_forwarding_target_is_tried_when_the_first_rings_out() {
+    const MOBILE: &str = "+449123456789";
+    // carrier-a serves only the first target and rings forever; carrier-b
+    // serves only the second and answers.
+    let w = world(&[
+        ("carrier-a", "441632,0.0100,0,1,1,,\n", "uas_ringing.xml"),
+        ("carrier-b", "449,0.0200,0,1,1,,\n", "uas_answer.xml"),
+    ])
+    .await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:2"), &format!("{MOBILE}:20")],
+        &[],
+    );
+    w.net.wait_routes(MOBILE, &["carrier-b"]).await;
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["target"], MOBILE, "{cdr:#}");
+    let attempts = cdr["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{cdr:#}");
+    assert_eq!(attempts[0]["forward_to"], TARGET);
+    assert!(
+        attempts[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("no answer"),
+        "{cdr:#}"
+    );
+    assert_eq!(attempts[1]["forward_to"], MOBILE);
+    assert_eq!(cdr["provider_name"], "carrier-b");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_in_progress_when_the_forwarder_crashes_is_closed_and_billed_at_restart() {
+    let w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_answer.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_wait_bye.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    w.forwarder.cdr_with_status(sub, "answered").await;
+    // Up for a few heartbeats (1 s each), then the forwarder dies.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let World {
+        net,
+        forwarder,
+        gateways,
+        callees,
+        ..
+    } = w;
+    let data = forwarder.crash().await;
+    drop(caller);
+    let open = cli(&data, &["cdr", "list", &sub.to_string()]);
+    assert_eq!(
+        open[0]["status"], "answered",
+        "left open by the crash: {open}"
+    );
+    // Restarted: the call is closed and billed once, from its answer to the last note.
+    let forwarder = Forwarder::serve(&data, None).await;
+    let cdr = &forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["status"], "completed", "{cdr:#}");
+    let secs = cdr["billable_seconds"].as_u64().unwrap();
+    assert!((2..=5).contains(&secs), "billed {secs} s: {cdr:#}");
+    let price = dec(&cdr["rating"]["price"]);
+    let account = forwarder.cli(&["account", "show", &sub.to_string()]);
+    assert_eq!(
+        dec(&account["standing"]["balance"]),
+        Decimal::new(1000, 2) - price
+    );
+    // A second restart bills nothing more.
+    forwarder.stop().await;
+    let forwarder = Forwarder::serve(&data, None).await;
+    let again = forwarder.cli(&["account", "show", &sub.to_string()]);
+    assert_eq!(again["standing"]["balance"], account["standing"]["balance"]);
+    forwarder.stop().await;
+    for (_, g) in gateways {
+        g.shutdown().await;
+    }
+    drop(callees);
+    net.shutdown().await;
 }

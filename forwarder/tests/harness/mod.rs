@@ -80,6 +80,7 @@ impl Forwarder {
 [sip]
 listen = "127.0.0.1:{sip_port}"
 setup_timeout_ms = 2000
+heartbeat_secs = 1
 [sip.ingress]
 trusted = ["127.0.0.1"]
 
@@ -341,5 +342,33 @@ pub async fn invite(to: SocketAddr, number: &str, limit: Duration) -> Heard {
             headers,
             elapsed: started.elapsed(),
         };
+    }
+}
+
+impl Forwarder {
+    /// Waits until the subscriber has a CDR with `status` and returns it.
+    pub async fn cdr_with_status(&self, subscriber: i64, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.cli(&["cdr", "list", &subscriber.to_string()]);
+            if let Some(c) = v
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["status"] == status))
+            {
+                return c.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {status} CDR: {v}\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the process at once (no clean shutdown: a crash).
+    pub async fn crash(mut self) -> PathBuf {
+        let _ = self.child.kill().await;
+        self.data.clone()
     }
 }
