@@ -582,3 +582,93 @@ async fn a_call_in_progress_when_the_forwarder_crashes_is_closed_and_billed_at_r
     drop(callees);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_provider_is_given_up_after_the_setup_deadline() {
+    let w = world(&[("working", "44,0.0200,0,1,1,,\n", "uas_answer.xml")]).await;
+    silent_provider(&w.net, "silent", free_port(), "44,0.0050,0,1,1,,\n").await;
+    w.net.wait_routes(TARGET, &["working", "silent"]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    let attempts = cdr["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{cdr:#}");
+    assert_eq!(attempts[0]["provider"], "silent");
+    assert!(
+        attempts[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("no response"),
+        "{cdr:#}"
+    );
+    assert_eq!(attempts[1]["provider"], "working");
+    assert_eq!(cdr["provider_name"], "working");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_the_same_price_the_provider_with_lower_latency_is_chosen() {
+    let net = Network::start().await;
+    let mut gateways = Vec::new();
+    let mut callees = Vec::new();
+    for (name, delay_ms) in [("far", 60u64), ("near", 0)] {
+        let callee = spawn_sipp_with("uas_answer.xml", None, &["-rtp_echo"]);
+        let port = free_port();
+        // The far provider's registered address is a relay adding 60 ms each way.
+        let registered = if delay_ms > 0 {
+            delay_proxy(
+                format!("127.0.0.1:{port}").parse().unwrap(),
+                Duration::from_millis(delay_ms),
+            )
+            .await
+            .port()
+        } else {
+            port
+        };
+        let reg = net.register(name, registered).await;
+        let config = net.gateway_config(name, port, callee.target().port(), "44,0.0100,0,1,1,,\n");
+        gateways.push(start_gateway_in_process(&config, Some(&reg.token)).await);
+        callees.push(callee);
+    }
+    net.wait_routes(TARGET, &["far", "near"]).await;
+    let home = net.register("home-telecom", free_port()).await;
+    let data = net.path("forwarder");
+    Forwarder::init(&data, &setup(&net, &home.token, ""));
+    let forwarder = Forwarder::serve(&data, Some(&home.token)).await;
+    forwarder.enrolled().await;
+    let sub = subscriber(
+        &data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_call_rtp.xml", forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["provider_name"], "near", "{cdr:#}");
+    let candidates = cdr["decision"]["targets"][0]["decision"]["candidates"]
+        .as_array()
+        .unwrap();
+    let latency = |name: &str| {
+        candidates
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["latency"].as_f64())
+            .unwrap()
+    };
+    assert!(latency("far") > latency("near") + 50.0, "{candidates:#?}");
+    forwarder.stop().await;
+    for g in gateways {
+        g.shutdown().await;
+    }
+    drop(callees);
+    net.shutdown().await;
+}

@@ -372,3 +372,99 @@ impl Forwarder {
         self.data.clone()
     }
 }
+
+/// A UDP relay in front of `target` that delays every datagram by `delay`
+/// each way (a provider far away). Returns the address to register.
+pub async fn delay_proxy(target: SocketAddr, delay: Duration) -> SocketAddr {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut upstream: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                return;
+            };
+            let packet = buf[..n].to_vec();
+            let up = match upstream.get(&client) {
+                Some(u) => u.clone(),
+                None => {
+                    let u = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                    let (back, front2) = (u.clone(), front.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                            let packet = buf[..n].to_vec();
+                            let front3 = front2.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = front3.send_to(&packet, client).await;
+                            });
+                        }
+                    });
+                    upstream.insert(client, u.clone());
+                    u
+                }
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = up.send_to(&packet, target).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A provider that enrolls, publishes `deck` and answers OPTIONS, but never
+/// answers an INVITE (silent). Listens on `port`.
+pub async fn silent_provider(net: &network::Network, name: &str, port: u16, deck: &str) {
+    let reg = net.register(name, port).await;
+    let dir = net.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let me = provider_sdk::central::enroll(
+        &net.base,
+        &net.root_pem,
+        &reg.token,
+        &dir.join("key.pem"),
+        &dir.join("cert.pem"),
+        name,
+    )
+    .await
+    .expect("enroll the silent provider");
+    let client = me.client_builder(&net.base).build().expect("client");
+    client
+        .publish_rates(provider_sdk::central::RateUpload::Csv(deck))
+        .await
+        .expect("publish");
+    let socket = tokio::net::UdpSocket::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("OPTIONS ") {
+                continue; // silent to everything else
+            }
+            let copied: String = text
+                .split("\r\n")
+                .skip(1)
+                .take_while(|l| !l.is_empty())
+                .filter(|l| {
+                    let name = l
+                        .split(':')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_ascii_lowercase();
+                    matches!(name.as_str(), "via" | "from" | "to" | "call-id" | "cseq")
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            let answer = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
+            let _ = socket.send_to(answer.as_bytes(), peer).await;
+        }
+    });
+}
