@@ -4,6 +4,8 @@
 //! [sip]
 //! listen = "127.0.0.1:5060"          # UDP (and TCP with tcp_listen)
 //! # tcp_listen = "127.0.0.1:5060"
+//! # tls_listen = "127.0.0.1:5061"   # with tls_certificate and tls_key (PEM)
+//! # tls_roots = "providers-ca.pem"  # roots for providers reached over TLS
 //! setup_timeout_ms = 3000            # a provider with no ringing by then: next provider
 //! heartbeat_secs = 10                # answered calls noted in their CDR (a crash bills up to it)
 //! [sip.ingress]
@@ -66,6 +68,16 @@ pub struct SipSection {
     pub listen: SocketAddr,
     #[serde(default)]
     pub tcp_listen: Option<SocketAddr>,
+    /// SIP over TLS: where to listen, and the certificate chain and key (PEM).
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Roots trusted for providers reached over TLS (`sips:`), PEM.
+    #[serde(default)]
+    pub tls_roots: Option<PathBuf>,
     #[serde(default = "default_setup_ms")]
     pub setup_timeout_ms: u64,
     /// How often answered calls are noted as still up in their CDR (what a
@@ -148,6 +160,16 @@ impl CallConfig {
         resolve(&mut self.central.root_certificate);
         resolve(&mut self.central.key);
         resolve(&mut self.central.certificate);
+        for p in [
+            &mut self.sip.tls_certificate,
+            &mut self.sip.tls_key,
+            &mut self.sip.tls_roots,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
         for plan in self.rating.plans.values_mut() {
             if let Some(d) = plan.deck.as_mut() {
                 resolve(d);

@@ -151,6 +151,14 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
     let mut config = B2buaConfig::with_control(Arc::new(Control(forwarding.clone())));
     config.bind = calls.sip.listen;
     config.tcp = calls.sip.tcp_listen;
+    config.tls = tls_inbound(calls)?;
+    if let Some(roots) = &calls.sip.tls_roots {
+        let pem = std::fs::read_to_string(roots)
+            .with_context(|| format!("cannot read {}", roots.display()))?;
+        let client = provider_sdk::pki::tls::client_config(&pem, None)
+            .with_context(|| format!("TLS roots {}", roots.display()))?;
+        config.tls_client = Some(Arc::new(client));
+    }
     config.media = RelayAnchor::factory(relay);
     config.admission = Some(ingress.clone());
     let b2bua = B2bua::bind(config)
@@ -165,6 +173,31 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
         latency,
         stop,
     })
+}
+
+/// The TLS listener's configuration, when `[sip] tls_listen` is set.
+fn tls_inbound(calls: &CallConfig) -> Result<Option<provider_sdk::sip::b2bua::TlsInbound>> {
+    let Some(bind) = calls.sip.tls_listen else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&calls.sip.tls_certificate, &calls.sip.tls_key) else {
+        anyhow::bail!("[sip] tls_listen needs tls_certificate and tls_key");
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let identity = provider_sdk::pki::tls::TlsIdentity::from_pem(&read(cert)?, &read(key)?)
+        .context("the SIP TLS certificate and key")?;
+    let server = provider_sdk::pki::tls::server_config(
+        "",
+        &identity,
+        provider_sdk::pki::tls::ClientAuth::None,
+    )
+    .context("the SIP TLS configuration")?;
+    Ok(Some(provider_sdk::sip::b2bua::TlsInbound {
+        bind,
+        config: Arc::new(server),
+    }))
 }
 
 /// Loads the stored credential, or enrolls; retried in the background
