@@ -94,9 +94,9 @@ async fn world_with(providers: &[(&str, &str, &str)], callee_args: &[&str], ttl:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_call_is_forwarded_through_the_cheapest_provider_and_billed() {
     let w = world(&[
-        ("carrier-a", "44,0.0200,0,1,1,,\n", "uas_answer.xml"),
-        ("carrier-b", "44,0.0100,0,1,1,,\n", "uas_answer.xml"),
-        ("carrier-c", "44,0.0300,0,1,1,,\n", "uas_answer.xml"),
+        ("carrier-a", "44,1.2000,0,1,1,,\n", "uas_answer.xml"),
+        ("carrier-b", "44,0.6000,0,1,1,,\n", "uas_answer.xml"),
+        ("carrier-c", "44,1.8000,0,1,1,,\n", "uas_answer.xml"),
     ])
     .await;
     let sub = subscriber(
@@ -111,6 +111,9 @@ async fn a_call_is_forwarded_through_the_cheapest_provider_and_billed() {
 
     let cdrs = w.forwarder.closed_cdrs(sub, 1).await;
     let cdr = &cdrs[0];
+    if std::env::var_os("PRINT_CDR").is_some() {
+        println!("{cdr:#}");
+    }
     assert_eq!(cdr["status"], "completed", "{cdr:#}");
     assert_eq!(cdr["sip_status"], 200);
     assert_eq!(
@@ -125,11 +128,12 @@ async fn a_call_is_forwarded_through_the_cheapest_provider_and_billed() {
         .expect("candidates");
     assert_eq!(candidates.len(), 3, "{cdr:#}");
     assert_eq!(cdr["attempts"].as_array().unwrap().len(), 1);
-    // Billed: 1/1 increments, the provider's 0.01/min plus 20 %.
+    // Billed: 1/1 increments, the provider's 0.60/min plus 20 %.
     let secs = cdr["billable_seconds"].as_u64().unwrap();
     assert!((2..=6).contains(&secs), "billable {secs}");
-    let cost = Decimal::new(1, 2) * Decimal::from(secs) / Decimal::from(60);
+    let cost = Decimal::new(60, 2) * Decimal::from(secs) / Decimal::from(60);
     let price = (cost * Decimal::new(12, 1)).round_dp(2);
+    assert!(price > Decimal::ZERO, "{cdr:#}");
     assert_eq!(dec(&cdr["rating"]["price"]), price, "{cdr:#}");
     assert_eq!(dec(&cdr["rating"]["provider_cost"]), cost.round_dp(2));
     let account = w.forwarder.cli(&["account", "show", &sub.to_string()]);

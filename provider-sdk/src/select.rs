@@ -342,7 +342,7 @@ mod millis {
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1000.0)
+        s.serialize_f64(d.as_micros() as f64 / 1000.0)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = u64::deserialize(d)?;
@@ -356,7 +356,7 @@ mod opt_millis {
 
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_f64(d.as_secs_f64() * 1000.0),
+            Some(d) => s.serialize_f64(d.as_micros() as f64 / 1000.0),
             None => s.serialize_none(),
         }
     }
