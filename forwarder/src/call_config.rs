@@ -25,8 +25,8 @@
 //! currency = "EUR"                   # providers are asked for prices in it
 //! cache_ttl_secs = 300               # route answers reused this long per destination
 //! stale_for_secs = 3600              # and this much longer while central is unreachable
-//! probe_deadline_ms = 300            # on-demand OPTIONS to the candidates
-//! probe_interval_secs = 30           # background OPTIONS to known providers
+//! probe_deadline_ms = 300            # on-demand OPTIONS to the candidates (0: none)
+//! probe_interval_secs = 30           # background OPTIONS to known providers (0: none)
 //! ticket_lifetime_secs = 300
 //! # max_rate = "0.05"                # never pay a provider more per minute
 //!

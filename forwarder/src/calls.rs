@@ -104,6 +104,9 @@ pub struct AttemptSummary {
     pub outcome: String,
     pub status: Option<u16>,
     pub started_at: i64,
+    /// From the caller's INVITE to this attempt's INVITE, ms (for the
+    /// first attempt: the post-dial delay the forwarder adds).
+    pub started_after_ms: f64,
     pub provisional_after_ms: Option<u64>,
     pub ended_after_ms: u64,
 }
@@ -116,6 +119,9 @@ pub struct TargetDecision {
     pub routes: &'static str,
     pub decision: Option<Decision>,
     pub error: Option<String>,
+    /// Time spent on the route lookup and on the on-demand probes, ms.
+    pub lookup_ms: f64,
+    pub probe_ms: f64,
 }
 
 /// How the call ended, for the CDR and the charge.
@@ -389,7 +395,10 @@ impl Forwarding {
         let mut unavailable = None;
         for (group, to) in begun.targets.iter().enumerate() {
             let group = u32::try_from(group).unwrap_or(u32::MAX);
-            let (routes, freshness) = match self.routes.lookup(to.number, begun.max_rate).await {
+            let lookup_start = std::time::Instant::now();
+            let looked_up = self.routes.lookup(to.number, begun.max_rate).await;
+            let lookup_ms = lookup_start.elapsed().as_micros() as f64 / 1000.0;
+            let (routes, freshness) = match looked_up {
                 Ok(r) => r,
                 Err(e) => {
                     if matches!(e, RouteError::Unavailable(_)) {
@@ -400,6 +409,8 @@ impl Forwarding {
                         routes: "none",
                         decision: None,
                         error: Some(e.to_string()),
+                        lookup_ms,
+                        probe_ms: 0.0,
                     });
                     continue;
                 }
@@ -421,7 +432,9 @@ impl Forwarding {
                 })
                 .collect();
             let candidates: Vec<Candidate> = usable.iter().map(|(_, c)| c.clone()).collect();
+            let probe_start = std::time::Instant::now();
             let latency = self.latency.measure(&candidates).await;
+            let probe_ms = probe_start.elapsed().as_micros() as f64 / 1000.0;
             let decision = select::select(
                 &candidates,
                 &latency,
@@ -455,6 +468,8 @@ impl Forwarding {
                 routes: freshness.as_str(),
                 decision: Some(decision),
                 error: None,
+                lookup_ms,
+                probe_ms,
             });
         }
         let priced: Vec<(E164, RateTerms)> = tickets
@@ -539,6 +554,11 @@ impl Forwarding {
                     outcome,
                     status,
                     started_at: unix(a.started_at),
+                    started_after_ms: a
+                        .started_at
+                        .duration_since(record.received_at)
+                        .map(|d| d.as_micros() as f64 / 1000.0)
+                        .unwrap_or(0.0),
                     provisional_after_ms: a
                         .provisional_at
                         .and_then(|p| p.duration_since(a.started_at).ok())

@@ -433,7 +433,7 @@ pub fn operator(global: &Global, command: Command) -> Result<()> {
                     from: time(from, "from")?,
                     to: time(to, "to")?,
                     after: None,
-                    limit: limit.clamp(1, 10_000),
+                    limit: limit.clamp(1, 10_000_000),
                 };
                 print(&cdrs::list(conn, subscriber, &q)?)
             }

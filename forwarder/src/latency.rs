@@ -19,12 +19,15 @@ pub struct Latencies {
     prober: Arc<Prober>,
     known: Mutex<HashSet<SipTarget>>,
     deadline: Duration,
+    /// Whether targets are probed in the background.
+    background: bool,
     stop: CancellationToken,
 }
 
 impl Latencies {
     /// Binds the probing socket and starts probing known targets every
-    /// `interval` (targets are added as route answers name them).
+    /// `interval` (targets are added as route answers name them; a zero
+    /// interval probes nothing in the background).
     pub async fn start(
         bind: SocketAddr,
         deadline: Duration,
@@ -42,8 +45,12 @@ impl Latencies {
             prober,
             known: Mutex::new(HashSet::new()),
             deadline,
+            background: !interval.is_zero(),
             stop: CancellationToken::new(),
         });
+        if interval.is_zero() {
+            return Ok(me);
+        }
         let background = me.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -70,9 +77,22 @@ impl Latencies {
 
     /// Probes the candidates now (in parallel, within the deadline) and
     /// returns what is known of each: this probe and the background health.
+    /// With a zero deadline no probe is sent: only the background
+    /// statistics count (less post-dial delay, less current latency).
     pub async fn measure(&self, candidates: &[Candidate]) -> Vec<Latency> {
         let targets: Vec<SipTarget> = candidates.iter().map(|c| c.target.clone()).collect();
-        self.known.lock().extend(targets.iter().cloned());
+        if self.background {
+            self.known.lock().extend(targets.iter().cloned());
+        }
+        if self.deadline.is_zero() {
+            return targets
+                .iter()
+                .map(|t| Latency {
+                    health: self.prober.health(t),
+                    probe: None,
+                })
+                .collect();
+        }
         let results = self.prober.probe_all(&targets, self.deadline).await;
         results
             .into_iter()

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# The forwarder under load with SIPp on both sides (loopback, UDP), and in the
+# same run Kamailio (stateful proxy: tm + rr) to the same callee as the
+# reference.
+#
+#   ops/bench/forwarder-calls.sh [RATE] [SECONDS]          calls per second, PDD
+#   MODE=memory ops/bench/forwarder-calls.sh [CONCURRENT]  memory per active call
+#
+# Set-up (release builds): central initialised and serving; the SIPp callee
+# registered at central as a provider (its key enrolled with a CSR, a one-line
+# rate deck published); the forwarder initialised with a subscriber whose
+# number forwards to +441632960001, enrolled with central as the payer. Every
+# call goes: SIPp caller → forwarder (authorization, rule, route cache, ticket,
+# media anchored in its relay, CDR and charge written) → SIPp callee. On-demand
+# OPTIONS probes are off (probe_deadline_ms = 0): SIPp's callee scenario does
+# not answer OPTIONS, and the post-dial delay is measured without probes.
+#
+# DB=postgres uses the PostgreSQL at $TEST_POSTGRES_URL (a fresh database).
+# SKIP_KAMAILIO=1 measures the forwarder alone. KAMAILIO_CHILDREN (default 2)
+# is Kamailio's number of UDP workers. Everything is bounded by SIPp's own
+# limits and timeouts.
+set -euo pipefail
+MODE=${MODE:-rate}
+RATE=${1:-200}
+SECONDS_RUN=${2:-60}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SIPP_DIR="$ROOT/ops/sipp"
+for c in sipp curl openssl python3; do
+  command -v "$c" >/dev/null || { echo "$c missing (apt-get install sip-tester curl openssl python3)" >&2; exit 2; }
+done
+WORK=$(mktemp -d)
+UAS_PORT=${UAS_PORT:-16070}
+SUT_PORT=${SUT_PORT:-16060}
+UAC_PORT=${UAC_PORT:-16080}
+CENTRAL_PORT=${CENTRAL_PORT:-16443}
+NUMBER="+4930111111"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || echo "warning: cannot raise the open-file limit (ulimit -n)" >&2
+
+echo "==> building central and the forwarder (release)"
+(cd "$ROOT" && cargo build --release -q -p central -p forwarder)
+CENTRAL="$ROOT/target/release/central"
+FWD="$ROOT/target/release/forwarder"
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+echo "==> central"
+D="$WORK/central"
+"$CENTRAL" init --data "$D" >/dev/null
+"$CENTRAL" serve --data "$D" --listen "127.0.0.1:$CENTRAL_PORT" >"$WORK/central.log" 2>&1 &
+PIDS+=($!)
+C="https://127.0.0.1:$CENTRAL_PORT"
+for _ in $(seq 1 100); do curl -sf --cacert "$D/ca.crt" "$C/health" >/dev/null 2>&1 && break; sleep 0.1; done
+OP=(--cacert "$D/ca.crt" --cert "$D/operator.crt" --key "$D/operator.key")
+register() { # name sip-port -> "id token"
+  curl -sSf "${OP[@]}" -H 'content-type: application/json' -d "{
+      \"name\": \"$1\", \"sip_addresses\": [{\"address\": \"127.0.0.1:$2\", \"transport\": \"udp\"}],
+      \"currency\": \"EUR\", \"contact\": \"noc@$1.example\"}" "$C/v1/providers" \
+    | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["id"], v["enrollment_token"])'
+}
+read -r CALLEE_ID CALLEE_TOKEN < <(register callee-net "$UAS_PORT")
+P="$WORK/callee-net"; mkdir -p "$P"
+openssl genpkey -algorithm ed25519 -out "$P/key.pem" 2>/dev/null
+openssl req -new -key "$P/key.pem" -subj "/CN=callee-net" -out "$P/csr.pem"
+python3 -c 'import json,sys; print(json.dumps({"csr": open(sys.argv[1]).read(), "enrollment_token": sys.argv[2]}))' \
+    "$P/csr.pem" "$CALLEE_TOKEN" \
+  | curl -sSf --cacert "$D/ca.crt" -H 'content-type: application/json' -d @- "$C/v1/certificates" \
+  | json "['certificate']" >"$P/cert.pem"
+printf '44,0.0100,0,1,1,,UK\n' >"$P/deck.csv"
+curl -sSf --cacert "$D/ca.crt" --cert "$P/cert.pem" --key "$P/key.pem" -X PUT \
+    -H 'content-type: text/csv' --data-binary "@$P/deck.csv" "$C/v1/providers/$CALLEE_ID/rates" >/dev/null
+read -r HOME_ID HOME_TOKEN < <(register home-telecom 5060)
+
+echo "==> forwarder (database: ${DB:-sqlite})"
+F="$WORK/forwarder"
+INIT=(init --data "$F" --api-listen 127.0.0.1:0)
+if [[ "${DB:-sqlite}" == postgres ]]; then
+  [[ -n "${TEST_POSTGRES_URL:-}" ]] || { echo "DB=postgres needs TEST_POSTGRES_URL (ops/pg.sh start)" >&2; exit 2; }
+  name="bench_fwd_$$"
+  psql "$TEST_POSTGRES_URL" -qc "CREATE DATABASE $name" >/dev/null
+  INIT+=(--database-url "${TEST_POSTGRES_URL%/*}/$name")
+fi
+"$FWD" "${INIT[@]}" >/dev/null
+cat >>"$F/forwarder.toml" <<TOML
+
+[sip]
+listen = "127.0.0.1:$SUT_PORT"
+setup_timeout_ms = 5000
+[sip.ingress]
+trusted = ["127.0.0.1"]
+rate_per_sec = 1000000
+burst = 1000000
+
+[central]
+central_url = "$C"
+root_certificate = "$D/ca.crt"
+key = "home.key"
+certificate = "home.crt"
+name = "home-telecom"
+
+[routing]
+currency = "EUR"
+cache_ttl_secs = 3600
+probe_deadline_ms = 0
+probe_interval_secs = 0
+
+[media]
+first_port = 20000
+last_port = 59999
+timeout_secs = 120
+
+[plans.standard]
+kind = "markup"
+currency = "EUR"
+connect_fee = "0"
+first_increment = 1
+next_increment = 1
+markup_percent = "20"
+TOML
+export FORWARDER_DATA="$F"
+"$FWD" subscriber add --name Bench --email b@example.net --time-zone Europe/Berlin \
+    --plan standard --currency EUR >/dev/null
+"$FWD" number add 1 "$NUMBER" >/dev/null
+"$FWD" rule set 1 --target "+441632960001:30" >/dev/null
+"$FWD" account payment 1 1000000 --key bench >/dev/null
+FORWARDER_ENROLLMENT_TOKEN="$HOME_TOKEN" RUST_LOG=warn "$FWD" serve >"$WORK/forwarder.out" 2>"$WORK/forwarder.log" &
+FPID=$!
+PIDS+=("$FPID")
+for _ in $(seq 1 100); do grep -q "SIP listening" "$WORK/forwarder.out" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+
+# Runs one load against 127.0.0.1:$SUT_PORT; prints the figure line.
+run_load() {
+  local label=$1 service=$2 calls=$((RATE * SECONDS_RUN))
+  sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$calls" \
+       -timeout "$((SECONDS_RUN + 60))s" </dev/null >"$WORK/$label-uas.out" 2>&1 &
+  local uas=$!
+  PIDS+=("$uas")
+  sleep 1
+  local start end rc
+  start=$(date +%s.%N)
+  set +e
+  (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call.xml" -i 127.0.0.1 -p "$UAC_PORT" -s "$service" \
+       -r "$RATE" -m "$calls" -l "$((RATE * 4))" -nr \
+       -timeout "$((SECONDS_RUN + 60))s" -timeout_error \
+       -trace_stat -trace_err -stf "$WORK/$label-stat.csv" -fd 1 \
+       "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1)
+  rc=$?
+  set -e
+  end=$(date +%s.%N)
+  kill -KILL "$uas" 2>/dev/null || true
+  wait "$uas" 2>/dev/null || true
+  local ok failed wall
+  ok=$(awk -F';' 'NR==1{for(i=1;i<=NF;i++) if($i=="SuccessfulCall(C)") c=i} NR>1{v=$c} END{print v}' "$WORK/$label-stat.csv")
+  failed=$(awk -F';' 'NR==1{for(i=1;i<=NF;i++) if($i=="FailedCall(C)") c=i} NR>1{v=$c} END{print v}' "$WORK/$label-stat.csv")
+  wall=$(echo "$end - $start" | bc)
+  echo "$label: target ${RATE} calls/s for ${SECONDS_RUN}s ($calls calls): successful=$ok failed=$failed sipp_exit=$rc wall=${wall}s achieved=$(echo "scale=1; $ok / $wall" | bc) calls/s"
+  [[ "$failed" == "0" && "$rc" == "0" ]] || echo "$label: FAILED CALLS: not a valid figure"
+}
+
+if [[ "$MODE" == memory ]]; then
+  CONC=${1:-5000}
+  HOLD_MS=$(( (CONC / 250 + 20) * 1000 ))
+  rss() { awk '/VmRSS/{print $2}' "/proc/$FPID/status"; }
+  sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$CONC" \
+       -timeout "$((HOLD_MS / 1000 + 60))s" </dev/null >"$WORK/mem-uas.out" 2>&1 &
+  PIDS+=($!)
+  sleep 1
+  idle=$(rss)
+  (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call_hold.xml" -i 127.0.0.1 -p "$UAC_PORT" -s "$NUMBER" \
+       -r 250 -m "$CONC" -l "$CONC" -d "$HOLD_MS" -nr -timeout "$((HOLD_MS / 1000 + 60))s" \
+       -trace_stat -stf "$WORK/mem-stat.csv" -fd 1 "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1) &
+  PIDS+=($!)
+  # All calls are up once the ramp (CONC/250 s) is over; take the peak then.
+  sleep $((CONC / 250 + 8))
+  up=$(awk -F';' 'NR==1{for(i=1;i<=NF;i++) if($i=="CurrentCall") c=i} NR>1{v=$c} END{print v}' "$WORK/mem-stat.csv")
+  busy=$(rss)
+  echo "forwarder RSS idle ${idle} KiB, with ${up} calls up ${busy} KiB: $(( (busy - idle) / (up > 0 ? up : 1) )) KiB per call"
+  exit 0
+fi
+
+run_load forwarder "$NUMBER"
+# CDRs and charges: every call written, and the post-dial delay the
+# forwarder added (INVITE in → INVITE out, from the CDRs).
+"$FWD" cdr list 1 --limit 1000000 >"$WORK/cdrs.json"
+python3 - "$WORK/cdrs.json" <<'PY'
+import json, sys
+cdrs = json.load(open(sys.argv[1]))
+done = [c for c in cdrs if c["status"] == "completed"]
+charged = [c for c in done if c.get("rating")]
+pdd = sorted(c["attempts"][0]["started_after_ms"] for c in done if c.get("attempts"))
+q = lambda p: pdd[min(len(pdd) - 1, int(p * len(pdd)))] if pdd else float("nan")
+print(f"forwarder CDRs: {len(cdrs)} written, {len(done)} completed, {len(charged)} charged")
+print(f"forwarder post-dial delay (INVITE in -> INVITE out): p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, max {pdd[-1] if pdd else 0:.3f} ms")
+PY
+kill "$FPID"; wait "$FPID" 2>/dev/null || true
+
+if [[ -z "${SKIP_KAMAILIO:-}" ]]; then
+  command -v kamailio >/dev/null || { echo "kamailio missing: apt-get install kamailio" >&2; exit 2; }
+  MODS=$(dirname "$(find /usr/lib -name tm.so -path '*kamailio*' | head -n 1)")
+  cat >"$WORK/kamailio.cfg" <<CFG
+#!KAMAILIO
+debug=0
+log_stderror=yes
+children=${KAMAILIO_CHILDREN:-2}
+auto_aliases=no
+listen=udp:127.0.0.1:$SUT_PORT
+mpath="$MODS/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+request_route {
+  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+  if (\$tt != \$null) { loose_route(); t_relay(); exit; }
+  if (\$rm == "CANCEL") { if (t_check_trans()) { t_relay(); } exit; }
+  record_route();
+  \$du = "sip:127.0.0.1:$UAS_PORT";
+  t_relay();
+}
+CFG
+  kamailio -f "$WORK/kamailio.cfg" -DD -E -Y "$WORK" -m 1024 -M 64 2>"$WORK/kamailio.log" &
+  KAM=$!
+  PIDS+=("$KAM")
+  sleep 2
+  run_load kamailio "$NUMBER"
+  kill "$KAM"; wait "$KAM" 2>/dev/null || true
+fi
+echo "logs and SIPp statistics in $WORK"
