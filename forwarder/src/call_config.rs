@@ -45,7 +45,10 @@
 //! markup_percent = "20"
 //! ```
 //!
-//! Without a `[sip]` table the forwarder serves its HTTPS API only.
+//! Without a `[sip]` table the forwarder serves its HTTPS API only. The
+//! least that runs calls is `[sip] listen` and `[central] central_url` (with
+//! central's root certificate in `DIR/central-ca.crt`): every other key has
+//! a default.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,7 +87,62 @@ pub struct SipSection {
     /// restart after a crash bills up to).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// Who may send calls (default: loopback only).
+    #[serde(default = "default_ingress")]
     pub ingress: IngressConfig,
+}
+
+fn default_ingress() -> IngressConfig {
+    IngressConfig {
+        trusted: vec!["127.0.0.1".into(), "::1".into()],
+        rate_per_sec: 50.0,
+        burst: 100.0,
+    }
+}
+
+/// `[central]`: only the URL is required; the files default to names in
+/// the data directory.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CentralSection {
+    pub central_url: String,
+    #[serde(default = "default_root")]
+    pub root_certificate: PathBuf,
+    #[serde(default = "default_key")]
+    pub key: PathBuf,
+    #[serde(default = "default_cert")]
+    pub certificate: PathBuf,
+    /// The name central's operator registered (the certificate's common name).
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default)]
+    pub enrollment_token: Option<String>,
+}
+
+fn default_root() -> PathBuf {
+    "central-ca.crt".into()
+}
+fn default_key() -> PathBuf {
+    "forwarder.key".into()
+}
+fn default_cert() -> PathBuf {
+    "forwarder.crt".into()
+}
+fn default_name() -> String {
+    "forwarder".into()
+}
+
+impl CentralSection {
+    pub fn enrollment(&self) -> EnrollmentConfig {
+        EnrollmentConfig {
+            central_url: self.central_url.clone(),
+            root_certificate: self.root_certificate.clone(),
+            key: self.key.clone(),
+            certificate: self.certificate.clone(),
+            name: self.name.clone(),
+            enrollment_token: self.enrollment_token.clone(),
+        }
+    }
 }
 
 fn default_setup_ms() -> u64 {
@@ -94,10 +152,11 @@ fn default_heartbeat() -> u64 {
     10
 }
 
-/// `[routing]`.
+/// `[routing]` (every key has a default).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingSection {
+    #[serde(default = "default_currency")]
     pub currency: Currency,
     #[serde(default = "default_ttl")]
     pub cache_ttl_secs: u64,
@@ -115,6 +174,9 @@ pub struct RoutingSection {
     pub max_rate: Option<Decimal>,
 }
 
+fn default_currency() -> Currency {
+    Currency::parse("EUR").unwrap_or_else(|_| unreachable!("EUR is a currency code"))
+}
 fn default_ttl() -> u64 {
     300
 }
@@ -143,6 +205,21 @@ pub struct CallConfig {
     pub selection: Policy,
     pub media: MediaConfig,
     pub rating: RatingConfig,
+}
+
+impl Default for RoutingSection {
+    fn default() -> Self {
+        RoutingSection {
+            currency: default_currency(),
+            cache_ttl_secs: default_ttl(),
+            stale_for_secs: default_stale(),
+            route_limit: default_limit(),
+            probe_deadline_ms: default_probe_ms(),
+            probe_interval_secs: default_probe_interval(),
+            ticket_lifetime_secs: default_ticket_lifetime(),
+            max_rate: None,
+        }
+    }
 }
 
 impl CallConfig {

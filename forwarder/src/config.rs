@@ -47,7 +47,7 @@ struct FileConfig {
     pool_size: Option<u32>,
     // The SIP call path (see `crate::call_config`).
     sip: Option<crate::call_config::SipSection>,
-    central: Option<provider_sdk::central::EnrollmentConfig>,
+    central: Option<crate::call_config::CentralSection>,
     routing: Option<crate::call_config::RoutingSection>,
     selection: Option<provider_sdk::select::Policy>,
     media: Option<provider_sdk::gateway::MediaConfig>,
@@ -144,12 +144,12 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        match (f.sip, f.central, f.routing) {
-            (Some(sip), Some(central), Some(routing)) => {
+        match (f.sip, f.central) {
+            (Some(sip), Some(central)) => {
                 let mut calls = crate::call_config::CallConfig {
                     sip,
-                    central,
-                    routing,
+                    central: central.enrollment(),
+                    routing: f.routing.unwrap_or_default(),
                     selection: f.selection.unwrap_or_default(),
                     media: f.media.unwrap_or_default(),
                     rating: crate::rating::RatingConfig {
@@ -160,10 +160,10 @@ impl Config {
                 calls.resolve_paths(&self.data_dir);
                 self.calls = Some(calls);
             }
-            (None, None, None) => {}
+            (None, None) if f.routing.is_none() => {}
             _ => {
                 return Err(parse_error(
-                    "the call path needs [sip], [central] and [routing] together".into(),
+                    "the call path needs both [sip] and [central]".into(),
                 ))
             }
         }

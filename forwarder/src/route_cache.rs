@@ -20,6 +20,9 @@ use rust_decimal::Decimal;
 
 /// Most destinations cached; when full, expired answers go first, then all.
 const MAX_ENTRIES: usize = 100_000;
+/// An answer naming no provider is kept at most this long (a provider that
+/// just published its deck is seen soon).
+const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +118,12 @@ impl RouteCache {
         let now = Instant::now();
         let cached = self.entries.lock().get(&key).cloned();
         if let Some(e) = &cached {
-            if now.duration_since(e.fetched) < self.ttl {
+            let ttl = if e.routes.is_empty() {
+                self.ttl.min(NEGATIVE_TTL)
+            } else {
+                self.ttl
+            };
+            if now.duration_since(e.fetched) < ttl {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok((e.routes.clone(), Freshness::Cached));
             }

@@ -123,8 +123,8 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
     ));
     let latency = Latencies::start(
         SocketAddr::new(calls.sip.listen.ip(), 0),
-        Duration::from_millis(calls.routing.probe_deadline_ms.max(1)),
-        Duration::from_secs(calls.routing.probe_interval_secs.max(1)),
+        Duration::from_millis(calls.routing.probe_deadline_ms),
+        Duration::from_secs(calls.routing.probe_interval_secs),
     )
     .await
     .context("binding the OPTIONS prober")?;

@@ -676,3 +676,74 @@ async fn at_the_same_price_the_provider_with_lower_latency_is_chosen() {
     drop(callees);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prepaid_call_is_ended_when_the_balance_would_run_out() {
+    // 0.60/min + 20 % = 0.012 per second, billed per second; 0.03 buys 2 s
+    // (rounded to the cent: 0.02), well before the 4 s media timeout.
+    let w = world(&[("carrier", "44,0.6000,0,1,1,,\n", "uas_answer.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "0.03",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    let caller = spawn_sipp_calling("uac_wait_bye.xml", w.forwarder.sip, SUBSCRIBER_NUMBER, &[]);
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert!(
+        cdr["hangup_cause"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("balance limit reached"),
+        "{cdr:#}"
+    );
+    let secs = cdr["billable_seconds"].as_u64().unwrap();
+    assert!((1..=3).contains(&secs), "{cdr:#}");
+    let balance = w.balance(sub);
+    assert!(
+        balance >= Decimal::ZERO,
+        "the call must not overdraw: {balance}"
+    );
+    assert!(
+        balance < Decimal::new(3, 2),
+        "the call was charged: {balance}"
+    );
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_starts_with_a_listen_address_and_a_central_url_even_when_central_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // Central's root certificate, from a central that is not running.
+    let ca = dir.path().join("ca-src");
+    central::app::init(&ca, &central::app::InitOptions::default()).unwrap();
+    std::fs::copy(
+        ca.join(central::app::ROOT_CERT),
+        data.join("central-ca.crt"),
+    )
+    .unwrap();
+    let sip_port = free_port();
+    let dead = free_tcp_port();
+    std::fs::write(
+        data.join("forwarder.toml"),
+        format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n\n[central]\ncentral_url = \"https://127.0.0.1:{dead}\"\n"
+        ),
+    )
+    .unwrap();
+    let forwarder = Forwarder::serve(data, Some("enr_not-used-yet")).await;
+    assert_eq!(forwarder.sip.port(), sip_port);
+    // No credential yet: calls are refused at once, with the reason.
+    let heard = invite(forwarder.sip, SUBSCRIBER_NUMBER, LIMIT).await;
+    assert_eq!(heard.status, 503, "{heard:?}");
+    assert!(
+        heard
+            .header("Warning")
+            .is_some_and(|w| w.contains("not enrolled")),
+        "{heard:?}"
+    );
+    forwarder.stop().await;
+}

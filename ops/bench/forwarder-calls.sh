@@ -16,7 +16,8 @@
 # not answer OPTIONS, and the post-dial delay is measured without probes.
 #
 # DB=postgres uses the PostgreSQL at $TEST_POSTGRES_URL (a fresh database).
-# SKIP_KAMAILIO=1 measures the forwarder alone. KAMAILIO_CHILDREN (default 2)
+# SKIP_KAMAILIO=1 measures the forwarder alone. KAMAILIO_CHILDREN (default 1, as in ops/bench/sip-b2bua.sh: with more workers
+# Kamailio may pass a 180 on after the 200, which SIPp counts as a failed call)
 # is Kamailio's number of UDP workers. Everything is bounded by SIPp's own
 # limits and timeouts.
 set -euo pipefail
@@ -74,6 +75,11 @@ printf '44,0.0100,0,1,1,,UK\n' >"$P/deck.csv"
 curl -sSf --cacert "$D/ca.crt" --cert "$P/cert.pem" --key "$P/key.pem" -X PUT \
     -H 'content-type: text/csv' --data-binary "@$P/deck.csv" "$C/v1/providers/$CALLEE_ID/rates" >/dev/null
 read -r HOME_ID HOME_TOKEN < <(register home-telecom 5060)
+# Wait until central's index answers with the callee's route.
+for _ in $(seq 1 100); do
+  curl -sf --cacert "$D/ca.crt" "$C/v1/routes?number=%2B441632960001" | grep -q callee-net && break
+  sleep 0.1
+done
 
 echo "==> forwarder (database: ${DB:-sqlite})"
 F="$WORK/forwarder"
@@ -206,7 +212,7 @@ if [[ -z "${SKIP_KAMAILIO:-}" ]]; then
 #!KAMAILIO
 debug=0
 log_stderror=yes
-children=${KAMAILIO_CHILDREN:-2}
+children=${KAMAILIO_CHILDREN:-1}
 auto_aliases=no
 listen=udp:127.0.0.1:$SUT_PORT
 mpath="$MODS/"

@@ -73,7 +73,7 @@ pub fn admit(
             _ => return Ok(Admission::Refused(Refusal::unknown_number())),
         }
         let subscriber = subscribers::get(conn, id)?;
-        let standing = ledger::standing(conn, &subscriber, now)?;
+        let standing = ledger::standing_for_call(conn, &subscriber, now)?;
         if let Err(r) = authorize(Some(&subscriber), &standing) {
             return Ok(Admission::Refused(r));
         }

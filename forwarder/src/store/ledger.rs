@@ -398,6 +398,29 @@ pub fn standing(
     })
 }
 
+/// Like [`standing`], for deciding on a call: the spend totals are summed
+/// only when the subscriber has the matching cap (they decide nothing
+/// otherwise, and summing a busy month's charges costs time on every call);
+/// an uncapped total reads as zero.
+pub fn standing_for_call(
+    conn: &mut DbConnection,
+    subscriber: &Subscriber,
+    now: DateTime<Utc>,
+) -> Result<Standing, StoreError> {
+    Ok(Standing {
+        balance: balance(conn, subscriber.id)?,
+        spend_today: match subscriber.daily_spend_cap {
+            Some(_) => spend_today(conn, subscriber, now)?,
+            None => Decimal::ZERO,
+        },
+        spend_month: match subscriber.monthly_spend_cap {
+            Some(_) => spend_month(conn, subscriber, now)?,
+            None => Decimal::ZERO,
+        },
+        active_calls: super::cdrs::active_calls(conn, subscriber.id)?,
+    })
+}
+
 /// Entries newest first: at most `limit`, with ids below `before` when given
 /// (pass the last id of a page to get the next one).
 pub fn entries(

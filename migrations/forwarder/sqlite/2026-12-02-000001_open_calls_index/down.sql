@@ -1,0 +1,1 @@
+DROP INDEX cdrs_by_subscriber_status;
