@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use diesel::Connection;
 use provider_sdk::number::E164;
 use provider_sdk::ticket::RateTerms;
 use uuid::Uuid;
@@ -24,6 +25,9 @@ pub struct StoreBook {
     db: Database,
     plans: Arc<Plans>,
 }
+
+/// Calls noted as up per heartbeat transaction.
+const HEARTBEAT_CHUNK: usize = 128;
 
 fn utc(t: SystemTime) -> DateTime<Utc> {
     DateTime::<Utc>::from(t)
@@ -165,14 +169,17 @@ impl StoreBook {
 
 impl CallBook for StoreBook {
     fn begin(&self, call: &CallStart) -> Result<Begun, Refusal> {
-        let mut conn = self.db.conn().map_err(|e| internal("database", e))?;
         let inbound = InboundCall {
             id: Uuid::now_v7(),
             called_number: call.called,
             caller_number: call.caller.clone(),
             caller_name: call.caller_name.clone(),
         };
-        match admission::admit(&mut conn, &inbound, Utc::now()) {
+        let admitted = self
+            .db
+            .write(|conn| admission::admit(conn, &inbound, Utc::now()))
+            .map_err(|e| internal("database", e))?;
+        match admitted {
             Ok(Admission::Admitted(a)) => Ok(Begun {
                 cdr_id: a.cdr.id,
                 targets: a
@@ -252,22 +259,38 @@ impl CallBook for StoreBook {
             ticket_id: Some(info.ticket_id.to_string()),
             ..CdrProgress::default()
         };
-        let result = self.db.conn().map_err(|e| e.to_string()).and_then(|mut c| {
-            cdrs::update(&mut c, cdr_id, &progress, Utc::now()).map_err(|e| e.to_string())
-        });
+        let result = self
+            .db
+            .write(|c| cdrs::note_progress(c, cdr_id, &progress, Utc::now()))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         if let Err(e) = result {
             tracing::error!(cdr = %cdr_id, error = %e, "cannot note the answer in the CDR");
         }
     }
 
     fn still_up(&self, cdr_ids: &[Uuid], at: SystemTime) {
-        let Ok(mut conn) = self.db.conn() else {
-            tracing::warn!("no database connection for the call heartbeat");
-            return;
-        };
-        for id in cdr_ids {
-            if let Err(e) = cdrs::media_seen(&mut conn, *id, utc(at)) {
-                tracing::warn!(cdr = %id, error = %e, "cannot note the call is up");
+        // One transaction per chunk: one commit for many calls, and the
+        // writer's turn is given back often enough not to hold up new calls.
+        for chunk in cdr_ids.chunks(HEARTBEAT_CHUNK) {
+            let noted = self.db.write(|conn| {
+                conn.transaction(|conn| {
+                    for id in chunk {
+                        match cdrs::media_seen(conn, *id, utc(at)) {
+                            // Closed or gone meanwhile: nothing to note.
+                            Ok(()) | Err(crate::store::StoreError::NotFound(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(())
+                })
+            });
+            match noted {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot note that calls are up"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no database connection for the call heartbeat")
+                }
             }
         }
     }
@@ -330,9 +353,11 @@ impl CallBook for StoreBook {
                 ..CdrProgress::default()
             },
         };
-        let result = self.db.conn().map_err(|e| e.to_string()).and_then(|mut c| {
-            cdrs::close_and_charge(&mut c, end.cdr_id, &close, now).map_err(|e| e.to_string())
-        });
+        let result = self
+            .db
+            .write(|c| cdrs::close_and_charge(c, end.cdr_id, &close, now))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         match result {
             Ok(closed) => tracing::info!(
                 cdr = %end.cdr_id,

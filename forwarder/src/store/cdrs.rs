@@ -383,55 +383,38 @@ fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
+/// Writes what `p` says in one UPDATE (fields it leaves out are kept) and
+/// stamps `updated_at`.
 fn apply_progress(
     conn: &mut DbConnection,
     id: &str,
     p: &CdrProgress,
     answered_status: bool,
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let target = cdrs::table.find(id);
     let decision = json_text("decision", &p.decision)?;
     let attempts = json_text("attempts", &p.attempts)?;
-    if let Some(v) = &p.target {
-        diesel::update(target)
-            .set(cdrs::target.eq(v.to_string()))
-            .execute(conn)?;
-    }
-    if let Some(v) = p.answered_at {
-        diesel::update(target)
-            .set(cdrs::answered_at.eq(to_micros(v)))
-            .execute(conn)?;
-        if answered_status {
-            diesel::update(target)
-                .set(cdrs::status.eq(CdrStatus::Answered.as_str()))
-                .execute(conn)?;
-        }
-    }
-    if let Some(v) = p.provider_id {
-        diesel::update(target)
-            .set(cdrs::provider_id.eq(v))
-            .execute(conn)?;
-    }
-    if let Some(v) = &p.provider_name {
-        diesel::update(target)
-            .set(cdrs::provider_name.eq(clean_text(v, MAX_CALLER_LEN)))
-            .execute(conn)?;
-    }
-    if let Some(v) = decision {
-        diesel::update(target)
-            .set(cdrs::decision.eq(v))
-            .execute(conn)?;
-    }
-    if let Some(v) = attempts {
-        diesel::update(target)
-            .set(cdrs::attempts.eq(v))
-            .execute(conn)?;
-    }
-    if let Some(v) = &p.ticket_id {
-        diesel::update(target)
-            .set(cdrs::ticket_id.eq(clean_text(v, MAX_CALLER_LEN)))
-            .execute(conn)?;
-    }
+    let answered = p
+        .answered_at
+        .filter(|_| answered_status)
+        .map(|_| cdrs::status.eq(CdrStatus::Answered.as_str()));
+    diesel::update(cdrs::table.find(id))
+        .set((
+            cdrs::updated_at.eq(to_micros(now)),
+            p.target.map(|v| cdrs::target.eq(v.to_string())),
+            p.answered_at.map(|v| cdrs::answered_at.eq(to_micros(v))),
+            answered,
+            p.provider_id.map(|v| cdrs::provider_id.eq(v)),
+            p.provider_name
+                .as_deref()
+                .map(|v| cdrs::provider_name.eq(clean_text(v, MAX_CALLER_LEN))),
+            decision.map(|v| cdrs::decision.eq(v)),
+            attempts.map(|v| cdrs::attempts.eq(v)),
+            p.ticket_id
+                .as_deref()
+                .map(|v| cdrs::ticket_id.eq(clean_text(v, MAX_CALLER_LEN))),
+        ))
+        .execute(conn)?;
     if let Some(v) = p.last_media_at {
         media_seen_inner(conn, id, v)?;
     }
@@ -446,21 +429,39 @@ pub fn update(
     progress: &CdrProgress,
     now: DateTime<Utc>,
 ) -> Result<Cdr, StoreError> {
+    conn.transaction(|conn| {
+        note_progress(conn, id, progress, now)?;
+        get(conn, id)
+    })
+}
+
+/// [`update`] without reading the record back: what the call path uses,
+/// where nobody looks at the answer.
+pub fn note_progress(
+    conn: &mut DbConnection,
+    id: Uuid,
+    progress: &CdrProgress,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let key = id.to_string();
     conn.transaction(|conn| {
-        let subscriber_id = lock_cdr(conn, &key)?;
-        lock_subscriber(conn, subscriber_id)?;
-        let current = get(conn, id)?;
-        if !current.status.is_open() {
+        // Only a record still open changes; the UPDATE also takes its lock.
+        let n = diesel::update(
+            cdrs::table.find(&key).filter(
+                cdrs::status
+                    .eq(CdrStatus::Open.as_str())
+                    .or(cdrs::status.eq(CdrStatus::Answered.as_str())),
+            ),
+        )
+        .set(cdrs::updated_at.eq(to_micros(now)))
+        .execute(conn)?;
+        if n == 0 {
+            get(conn, id)?;
             return Err(StoreError::Conflict(format!(
                 "call record {id} is already closed"
             )));
         }
-        apply_progress(conn, &key, progress, true)?;
-        diesel::update(cdrs::table.find(&key))
-            .set(cdrs::updated_at.eq(to_micros(now)))
-            .execute(conn)?;
-        get(conn, id)
+        apply_progress(conn, &key, progress, true, now)
     })
 }
 
@@ -488,7 +489,11 @@ pub fn media_seen(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> Resul
     let n = diesel::update(
         cdrs::table
             .find(id.to_string())
-            .filter(cdrs::status.eq_any([CdrStatus::Open.as_str(), CdrStatus::Answered.as_str()]))
+            .filter(
+                cdrs::status
+                    .eq(CdrStatus::Open.as_str())
+                    .or(cdrs::status.eq(CdrStatus::Answered.as_str())),
+            )
             .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
     )
     .set(cdrs::last_media_at.eq(t))
@@ -558,7 +563,7 @@ pub fn close_and_charge(
                 "ended_at is before the call was received".into(),
             ));
         }
-        apply_progress(conn, &key, &close.progress, false)?;
+        apply_progress(conn, &key, &close.progress, false, now)?;
         let status: CdrStatus = close.status.into();
         diesel::update(cdrs::table.find(&key))
             .set((
