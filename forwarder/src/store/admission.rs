@@ -81,7 +81,7 @@ pub fn admit(
         let Some(rule) = select(&rules, now, subscriber.time_zone).cloned() else {
             return Ok(Admission::Refused(Refusal::no_matching_rule()));
         };
-        let cdr = cdrs::open(
+        let cdr = cdrs::open_in_admission(
             conn,
             &NewCdr {
                 id: call.id,

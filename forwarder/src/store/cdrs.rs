@@ -298,7 +298,10 @@ fn json_text(what: &str, v: &Option<serde_json::Value>) -> Result<Option<String>
 
 /// One CDR.
 pub fn get(conn: &mut DbConnection, id: Uuid) -> Result<Cdr, StoreError> {
-    let row: Option<CdrRow> = cdrs::table.find(id.to_string()).first(conn).optional()?;
+    let row: Option<CdrRow> = cdrs::table
+        .find(id.to_string())
+        .get_result(conn)
+        .optional()?;
     match row {
         Some(r) => Ok(Cdr::try_from(r)?),
         None => Err(StoreError::NotFound("call record")),
@@ -309,6 +312,19 @@ pub fn get(conn: &mut DbConnection, id: Uuid) -> Result<Cdr, StoreError> {
 /// same id again with the same content returns the stored record; another
 /// call under an existing id is a conflict.
 pub fn open(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
+    conn.transaction(|conn| {
+        lock_subscriber(conn, new.subscriber_id)?;
+        open_locked(conn, new)
+    })
+}
+
+/// [`open`] inside a transaction that holds the subscriber's lock already
+/// (admission: no nested transaction, one commit per call start).
+pub(crate) fn open_in_admission(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
+    open_locked(conn, new)
+}
+
+fn open_locked(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
     let caller_number = new
         .caller_number
         .as_deref()
@@ -317,51 +333,48 @@ pub fn open(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
         .caller_name
         .as_deref()
         .map(|s| clean_text(s, MAX_CALLER_LEN));
-    conn.transaction(|conn| {
-        lock_subscriber(conn, new.subscriber_id)?;
-        if let Some(existing) = cdrs::table
-            .find(new.id.to_string())
-            .first::<CdrRow>(conn)
-            .optional()?
-        {
-            let existing = Cdr::try_from(existing)?;
-            let same = existing.subscriber_id == new.subscriber_id
-                && existing.called_number == new.called_number
-                && existing.received_at == trunc_micros(new.received_at)
-                && existing.caller_number == caller_number
-                && existing.caller_name == caller_name;
-            if same {
-                return Ok(existing);
-            }
-            return Err(StoreError::Conflict(format!(
-                "call record {} already exists for another call",
-                new.id
-            )));
+    if let Some(existing) = cdrs::table
+        .find(new.id.to_string())
+        .get_result::<CdrRow>(conn)
+        .optional()?
+    {
+        let existing = Cdr::try_from(existing)?;
+        let same = existing.subscriber_id == new.subscriber_id
+            && existing.called_number == new.called_number
+            && existing.received_at == trunc_micros(new.received_at)
+            && existing.caller_number == caller_number
+            && existing.caller_name == caller_name;
+        if same {
+            return Ok(existing);
         }
-        let t = to_micros(new.received_at);
-        let inserted = diesel::insert_into(cdrs::table)
-            .values((
-                cdrs::id.eq(new.id.to_string()),
-                cdrs::subscriber_id.eq(new.subscriber_id),
-                cdrs::called_number.eq(new.called_number.to_string()),
-                cdrs::caller_number.eq(&caller_number),
-                cdrs::caller_name.eq(&caller_name),
-                cdrs::status.eq(CdrStatus::Open.as_str()),
-                cdrs::received_at.eq(t),
-                cdrs::updated_at.eq(t),
-            ))
-            .execute(conn);
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "call record {} already exists",
-                    new.id
-                )))
-            }
-            other => other?,
-        };
-        get(conn, new.id)
-    })
+        return Err(StoreError::Conflict(format!(
+            "call record {} already exists for another call",
+            new.id
+        )));
+    }
+    let t = to_micros(new.received_at);
+    let inserted = diesel::insert_into(cdrs::table)
+        .values((
+            cdrs::id.eq(new.id.to_string()),
+            cdrs::subscriber_id.eq(new.subscriber_id),
+            cdrs::called_number.eq(new.called_number.to_string()),
+            cdrs::caller_number.eq(&caller_number),
+            cdrs::caller_name.eq(&caller_name),
+            cdrs::status.eq(CdrStatus::Open.as_str()),
+            cdrs::received_at.eq(t),
+            cdrs::updated_at.eq(t),
+        ))
+        .execute(conn);
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::Conflict(format!(
+                "call record {} already exists",
+                new.id
+            )))
+        }
+        other => other?,
+    };
+    get(conn, new.id)
 }
 
 /// Locks the record's row as the transaction's first statement (see
@@ -376,7 +389,7 @@ fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<i64, StoreError> {
     Ok(cdrs::table
         .find(key)
         .select(cdrs::subscriber_id)
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -543,7 +556,7 @@ pub fn close_and_charge(
         let currency: String = subs::table
             .find(subscriber_id)
             .select(subs::currency)
-            .first(conn)?;
+            .get_result(conn)?;
         if let Some(r) = &close.rating {
             if r.currency.as_str() != currency {
                 return Err(StoreError::Invalid(format!(

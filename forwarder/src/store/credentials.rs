@@ -73,7 +73,7 @@ pub fn subscriber_for_token(
         .find(token_hash(token))
         .filter(st::revoked_at.is_null())
         .select(st::subscriber_id)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -126,7 +126,7 @@ pub fn operator_key_active(conn: &mut DbConnection, key_id: &str) -> Result<bool
     let revoked: Option<Option<i64>> = oc::table
         .find(key_id)
         .select(oc::revoked_at)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(matches!(revoked, Some(None)))
 }

@@ -198,7 +198,7 @@ fn entry_of(r: EntryRow) -> Result<LedgerEntry, DbError> {
 fn by_key(conn: &mut DbConnection, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
     let row: Option<EntryRow> = le::table
         .filter(le::idempotency_key.eq(key))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(entry_of).transpose()?)
 }
@@ -249,7 +249,7 @@ pub(crate) fn insert_locked(
     let (currency, balance): (String, StoredMoney) = subs::table
         .find(e.subscriber_id)
         .select((subs::currency, subs::balance))
-        .first(conn)?;
+        .get_result(conn)?;
     let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
     if let Some(existing) = by_key(conn, e.key)? {
         let same = existing.subscriber_id == e.subscriber_id
@@ -299,7 +299,7 @@ pub fn balance(conn: &mut DbConnection, subscriber_id: i64) -> Result<Decimal, S
     let b: Option<StoredMoney> = subs::table
         .find(subscriber_id)
         .select(subs::balance)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     b.map(|m| m.0).ok_or(StoreError::NotFound("subscriber"))
 }

@@ -19,6 +19,11 @@
 //! row (an UPDATE as the transaction's first statement): in PostgreSQL that
 //! serialises writers per subscriber, in SQLite it takes the write lock
 //! before anything is read, so no transaction works from a stale snapshot.
+//!
+//! Lookups of one row by a unique key use `get_result`, not `first`:
+//! `first` adds `LIMIT ?`, and SQLite re-prepares a statement whose LIMIT
+//! parameter is bound again, which on the call path cost more than the
+//! queries themselves.
 
 pub mod admission;
 pub mod cdrs;

@@ -42,7 +42,7 @@ pub fn add(
         let status: String = subs::table
             .find(subscriber_id)
             .select(subs::status)
-            .first(conn)?;
+            .get_result(conn)?;
         if let Some(existing) = get(conn, number)? {
             if existing.subscriber_id == subscriber_id {
                 return Ok(existing);
@@ -92,7 +92,7 @@ pub fn remove(conn: &mut DbConnection, number: &E164) -> Result<NumberEntry, Sto
 pub fn get(conn: &mut DbConnection, number: &E164) -> Result<Option<NumberEntry>, StoreError> {
     let row: Option<(String, i64, i64)> = numbers::table
         .find(number.to_string())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(entry).transpose()?)
 }
@@ -119,7 +119,7 @@ pub fn subscriber_by_number(
         .inner_join(subs::table)
         .filter(numbers::number.eq(number.to_string()))
         .select(subs::all_columns)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(Subscriber::try_from).transpose()?)
 }

@@ -104,7 +104,7 @@ pub fn add(
 
 /// One subscriber.
 pub fn get(conn: &mut DbConnection, id: i64) -> Result<Subscriber, StoreError> {
-    let row: Option<SubscriberRow> = subs::table.find(id).first(conn).optional()?;
+    let row: Option<SubscriberRow> = subs::table.find(id).get_result(conn).optional()?;
     match row {
         Some(r) => Ok(Subscriber::try_from(r)?),
         None => Err(StoreError::NotFound("subscriber")),
