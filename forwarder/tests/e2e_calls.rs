@@ -303,6 +303,34 @@ async fn bye_from_the_callee_ends_and_bills_the_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn re_invites_for_hold_and_resume_reach_the_callee_through_forwarder_and_gateway() {
+    let mut w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_hold_resume.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    // The caller's scenario fails unless both re-INVITEs are answered with
+    // 200 (from the callee, two B2BUAs away); the callee's unless it gets
+    // them and the BYE after.
+    let caller = spawn_sipp_calling(
+        "uac_hold_resume.xml",
+        w.forwarder.sip,
+        SUBSCRIBER_NUMBER,
+        &[],
+    );
+    caller.succeeded().await;
+    w.callees.remove(0).succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["status"], "completed", "{cdr:#}");
+    assert_eq!(cdr["hangup_cause"], "caller hung up", "{cdr:#}");
+    assert!(cdr["rating"].is_object(), "charged: {cdr:#}");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_call_without_media_is_torn_down_by_the_media_timeout() {
     // Neither side sends RTP: the forwarder's relay times out (4 s here).
     let net = Network::start().await;

@@ -16,7 +16,7 @@
 # not answer OPTIONS, and the post-dial delay is measured without probes.
 #
 # DB=postgres uses the PostgreSQL at $TEST_POSTGRES_URL (a fresh database).
-# SKIP_KAMAILIO=1 measures the forwarder alone. KAMAILIO_CHILDREN (default 1, as in ops/bench/sip-b2bua.sh: with more workers
+# SKIP_KAMAILIO=1 measures the forwarder alone, SKIP_FORWARDER=1 Kamailio alone. KAMAILIO_CHILDREN (default 1, as in ops/bench/sip-b2bua.sh: with more workers
 # Kamailio may pass a 180 on after the 200, which SIPp counts as a failed call)
 # is Kamailio's number of UDP workers. Everything is bounded by SIPp's own
 # limits and timeouts.
@@ -189,6 +189,7 @@ if [[ "$MODE" == memory ]]; then
   exit 0
 fi
 
+if [[ -z "${SKIP_FORWARDER:-}" ]]; then
 run_load forwarder "$NUMBER"
 # CDRs and charges: every call written, and the post-dial delay the
 # forwarder added (INVITE in → INVITE out, from the CDRs).
@@ -203,6 +204,7 @@ q = lambda p: pdd[min(len(pdd) - 1, int(p * len(pdd)))] if pdd else float("nan")
 print(f"forwarder CDRs: {len(cdrs)} written, {len(done)} completed, {len(charged)} charged")
 print(f"forwarder post-dial delay (INVITE in -> INVITE out): p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, max {pdd[-1] if pdd else 0:.3f} ms")
 PY
+fi
 kill "$FPID"; wait "$FPID" 2>/dev/null || true
 
 if [[ -z "${SKIP_KAMAILIO:-}" ]]; then
