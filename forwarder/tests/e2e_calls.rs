@@ -331,6 +331,32 @@ async fn re_invites_for_hold_and_resume_reach_the_callee_through_forwarder_and_g
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_arriving_over_tcp_is_forwarded_and_billed() {
+    let w = world(&[("carrier", "44,0.0100,0,1,1,,\n", "uas_answer.xml")]).await;
+    let sub = subscriber(
+        &w.forwarder.data,
+        SUBSCRIBER_NUMBER,
+        "10.00",
+        &[&format!("{TARGET}:20")],
+        &[],
+    );
+    // SIPp over TCP to the forwarder's TCP listener (same port as UDP); the
+    // provider leg stays UDP, as the provider registered it.
+    let caller = spawn_sipp_calling(
+        "uac_call.xml",
+        w.forwarder.sip,
+        SUBSCRIBER_NUMBER,
+        &["-t", "t1"],
+    );
+    caller.succeeded().await;
+    let cdr = &w.forwarder.closed_cdrs(sub, 1).await[0];
+    assert_eq!(cdr["status"], "completed", "{cdr:#}");
+    assert_eq!(cdr["provider_name"], "carrier", "{cdr:#}");
+    assert!(cdr["rating"].is_object(), "charged: {cdr:#}");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_call_without_media_is_torn_down_by_the_media_timeout() {
     // Neither side sends RTP: the forwarder's relay times out (4 s here).
     let net = Network::start().await;

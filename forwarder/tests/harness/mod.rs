@@ -73,12 +73,19 @@ impl Forwarder {
             "init: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let sip_port = free_port();
+        // The same port for UDP and TCP, as SIP servers usually have.
+        let sip_port = loop {
+            let port = free_port();
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let media = free_port_pair_base();
         let extra = format!(
             r#"
 [sip]
 listen = "127.0.0.1:{sip_port}"
+tcp_listen = "127.0.0.1:{sip_port}"
 setup_timeout_ms = 2000
 heartbeat_secs = 1
 [sip.ingress]
