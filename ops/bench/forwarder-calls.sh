@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The forwarder under load with SIPp on both sides (loopback, UDP), and in the
-# same run Kamailio (stateful proxy: tm + rr) to the same callee as the
-# reference.
+# same run Kamailio (stateful proxy: tm + rr, the route from dispatcher) to
+# the same callee as the reference.
 #
 #   ops/bench/forwarder-calls.sh [RATE] [SECONDS]          calls per second, PDD
 #   MODE=memory ops/bench/forwarder-calls.sh [CONCURRENT]  memory per active call
@@ -177,7 +177,7 @@ if [[ "$MODE" == memory ]]; then
   PIDS+=($!)
   sleep 1
   idle=$(rss)
-  (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call_hold.xml" -i 127.0.0.1 -p "$UAC_PORT" -s "$NUMBER" \
+  (cd "$WORK" && exec sipp -sf "$SIPP_DIR/uac_call_hold.xml" -i 127.0.0.1 -p "$UAC_PORT" -s "$NUMBER" \
        -r 250 -m "$CONC" -l "$CONC" -d "$HOLD_MS" -nr -timeout "$((HOLD_MS / 1000 + 60))s" \
        -trace_stat -stf "$WORK/mem-stat.csv" -fd 1 "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1) &
   PIDS+=($!)
@@ -210,6 +210,7 @@ kill "$FPID"; wait "$FPID" 2>/dev/null || true
 if [[ -z "${SKIP_KAMAILIO:-}" ]]; then
   command -v kamailio >/dev/null || { echo "kamailio missing: apt-get install kamailio" >&2; exit 2; }
   MODS=$(dirname "$(find /usr/lib -name tm.so -path '*kamailio*' | head -n 1)")
+  echo "1 sip:127.0.0.1:$UAS_PORT" >"$WORK/dispatcher.list"
   cat >"$WORK/kamailio.cfg" <<CFG
 #!KAMAILIO
 debug=0
@@ -223,12 +224,15 @@ loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
+loadmodule "dispatcher.so"
+modparam("dispatcher", "list_file", "$WORK/dispatcher.list")
+modparam("dispatcher", "ds_ping_interval", 0)
 request_route {
   if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
   if (\$tt != \$null) { loose_route(); t_relay(); exit; }
   if (\$rm == "CANCEL") { if (t_check_trans()) { t_relay(); } exit; }
   record_route();
-  \$du = "sip:127.0.0.1:$UAS_PORT";
+  if (!ds_select_dst("1", "4")) { sl_send_reply("503", "No Destination"); exit; }
   t_relay();
 }
 CFG
