@@ -34,7 +34,7 @@ UAS_PORT=${UAS_PORT:-16070}
 SUT_PORT=${SUT_PORT:-16060}
 UAC_PORT=${UAC_PORT:-16080}
 CENTRAL_PORT=${CENTRAL_PORT:-16443}
-NUMBER="+4930111111"
+SUBSCRIBERS=${SUBSCRIBERS:-50}
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -128,11 +128,21 @@ next_increment = 1
 markup_percent = "20"
 TOML
 export FORWARDER_DATA="$F"
-"$FWD" subscriber add --name Bench --email b@example.net --time-zone Europe/Berlin \
-    --plan standard --currency EUR >/dev/null
-"$FWD" number add 1 "$NUMBER" >/dev/null
-"$FWD" rule set 1 --target "+441632960001:30" >/dev/null
-"$FWD" account payment 1 1000000 --key bench >/dev/null
+# SUBSCRIBERS subscribers, one number each; the load calls them in turn
+# (one subscriber taking hundreds of new calls a second would serialise on
+# its own account, which no real subscriber does).
+echo "==> $SUBSCRIBERS subscribers"
+echo SEQUENTIAL >"$WORK/numbers.csv"
+for i in $(seq 1 "$SUBSCRIBERS"); do
+  n=$(printf '+4930111%05d' "$i")
+  id=$("$FWD" subscriber add --name "Bench $i" --email "b$i@example.net" --time-zone Europe/Berlin \
+      --plan standard --currency EUR | json "['id']")
+  "$FWD" number add "$id" "$n" >/dev/null
+  "$FWD" rule set "$id" --target "+441632960001:30" >/dev/null
+  "$FWD" account payment "$id" 1000000 --key "bench-$i" >/dev/null
+  echo "$n" >>"$WORK/numbers.csv"
+  if [[ $i == 1 ]]; then NUMBER=$n; fi
+done
 FORWARDER_ENROLLMENT_TOKEN="$HOME_TOKEN" RUST_LOG=warn "$FWD" serve >"$WORK/forwarder.out" 2>"$WORK/forwarder.log" &
 FPID=$!
 PIDS+=("$FPID")
@@ -141,7 +151,7 @@ sleep 1
 
 # Runs one load against 127.0.0.1:$SUT_PORT; prints the figure line.
 run_load() {
-  local label=$1 service=$2 calls=$((RATE * SECONDS_RUN))
+  local label=$1 calls=$((RATE * SECONDS_RUN))
   sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$calls" \
        -timeout "$((SECONDS_RUN + 60))s" </dev/null >"$WORK/$label-uas.out" 2>&1 &
   local uas=$!
@@ -150,7 +160,8 @@ run_load() {
   local start end rc
   start=$(date +%s.%N)
   set +e
-  (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call.xml" -i 127.0.0.1 -p "$UAC_PORT" -s "$service" \
+  (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call_many.xml" -inf "$WORK/numbers.csv" \
+       -i 127.0.0.1 -p "$UAC_PORT" \
        -r "$RATE" -m "$calls" -l "$((RATE * 4))" -nr \
        -timeout "$((SECONDS_RUN + 60))s" -timeout_error \
        -trace_stat -trace_err -stf "$WORK/$label-stat.csv" -fd 1 \
@@ -190,13 +201,15 @@ if [[ "$MODE" == memory ]]; then
 fi
 
 if [[ -z "${SKIP_FORWARDER:-}" ]]; then
-run_load forwarder "$NUMBER"
+run_load forwarder
 # CDRs and charges: every call written, and the post-dial delay the
 # forwarder added (INVITE in → INVITE out, from the CDRs).
-"$FWD" cdr list 1 --limit 1000000 >"$WORK/cdrs.json"
-python3 - "$WORK/cdrs.json" <<'PY'
+for i in $(seq 1 "$SUBSCRIBERS"); do
+  "$FWD" cdr list "$i" --limit 10000000 >"$WORK/cdrs-$i.json"
+done
+python3 - "$WORK"/cdrs-*.json <<'PY'
 import json, sys
-cdrs = json.load(open(sys.argv[1]))
+cdrs = [c for f in sys.argv[1:] for c in json.load(open(f))]
 done = [c for c in cdrs if c["status"] == "completed"]
 charged = [c for c in done if c.get("rating")]
 pdd = sorted(c["attempts"][0]["started_after_ms"] for c in done if c.get("attempts"))
@@ -240,7 +253,7 @@ CFG
   KAM=$!
   PIDS+=("$KAM")
   sleep 2
-  run_load kamailio "$NUMBER"
+  run_load kamailio
   kill "$KAM"; wait "$KAM" 2>/dev/null || true
 fi
 echo "logs and SIPp statistics in $WORK"

@@ -378,18 +378,15 @@ fn open_locked(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError>
 }
 
 /// Locks the record's row as the transaction's first statement (see
-/// [`super`]) and returns its subscriber. Lock order: CDR, then subscriber.
-fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<i64, StoreError> {
+/// [`super`]). Lock order: CDR, then subscriber.
+fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<(), StoreError> {
     let n = diesel::update(cdrs::table.find(key))
         .set(cdrs::updated_at.eq(cdrs::updated_at))
         .execute(conn)?;
     if n == 0 {
         return Err(StoreError::NotFound("call record"));
     }
-    Ok(cdrs::table
-        .find(key)
-        .select(cdrs::subscriber_id)
-        .get_result(conn)?)
+    Ok(())
 }
 
 fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -547,9 +544,10 @@ pub fn close_and_charge(
         }
     }
     conn.transaction(|conn| {
-        let subscriber_id = lock_cdr(conn, &key)?;
-        lock_subscriber(conn, subscriber_id)?;
+        lock_cdr(conn, &key)?;
         let current = get(conn, id)?;
+        let subscriber_id = current.subscriber_id;
+        lock_subscriber(conn, subscriber_id)?;
         if !current.status.is_open() {
             return retried_close(conn, current, close, cause.as_deref());
         }
