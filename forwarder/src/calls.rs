@@ -143,13 +143,16 @@ pub struct CallEnd {
 }
 
 /// The subscriber side of the call path (storage, rules, rating).
-/// Calls are made from blocking threads.
+/// Calls are made from blocking threads, except [`CallBook::max_duration`]:
+/// arithmetic on what `begin` returned, called inline between the route
+/// lookup and the first INVITE (a thread hop there would add to post-dial
+/// delay).
 pub trait CallBook: Send + Sync + 'static {
     /// Authorizes the call, picks the rule, opens the CDR.
     fn begin(&self, call: &CallStart) -> Result<Begun, Refusal>;
     /// The longest the answered call may last (the money left), over every
     /// destination and provider terms an attempt may use; a refusal when a
-    /// destination cannot be priced for the subscriber.
+    /// destination cannot be priced for the subscriber. Must not block.
     fn max_duration(
         &self,
         begun: &Begun,
@@ -479,11 +482,7 @@ impl Forwarding {
         let max_duration = if attempts.is_empty() {
             Ok(None)
         } else {
-            let book = self.book.clone();
-            let b = begun.clone();
-            tokio::task::spawn_blocking(move || book.max_duration(&b, &priced))
-                .await
-                .unwrap_or(Ok(None))
+            self.book.max_duration(&begun, &priced)
         };
         let (max_duration, unpriced) = match max_duration {
             Ok(d) => (d, None),
