@@ -29,7 +29,7 @@ MEDIA_PORT="${MEDIA_PORT:-30000}"
 CALLS="${CALLS:-1}"
 DATA="$ROOT/data/demo"
 C="https://127.0.0.1:$PORT"
-BIN="$ROOT/target/release"
+BIN="$ROOT/target/demo"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
@@ -88,9 +88,9 @@ wait_for() {
 }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-say "building central, provider-gateway, dial and forwarder (release; the first build takes several minutes)"
+say "building central, provider-gateway, dial and forwarder (optimised, profile 'demo'; the first build takes several minutes)"
 build_start=$SECONDS
-cargo build --release -p central -p forwarder -p provider-sdk --bin central --bin forwarder \
+cargo build --profile demo -p central -p forwarder -p provider-sdk --bin central --bin forwarder \
     --bin provider-gateway --bin dial
 note "built in $((SECONDS - build_start)) s"
 CENTRAL="$BIN/central" GATEWAY="$BIN/provider-gateway" DIAL="$BIN/dial" FWD="$BIN/forwarder"
