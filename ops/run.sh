@@ -12,6 +12,7 @@
 #   PORT=9443 ops/run.sh          # another central HTTPS port (default 8443)
 #   SIP_PORT=5080 ops/run.sh      # another forwarder SIP port (default 5060)
 #   CALLS=0 ops/run.sh            # start everything, place no demo calls
+#   PROFILE=dev ops/run.sh        # the debug build (default: profile "demo", optimised)
 #
 # Other ports: API_PORT (forwarder API, 8444), GATEWAY_PORT (first of three
 # gateway SIP ports, 5071), CALLEE_PORT (5090), METRICS_PORT (first of three
@@ -29,7 +30,8 @@ MEDIA_PORT="${MEDIA_PORT:-30000}"
 CALLS="${CALLS:-1}"
 DATA="$ROOT/data/demo"
 C="https://127.0.0.1:$PORT"
-BIN="$ROOT/target/demo"
+PROFILE="${PROFILE:-demo}"
+case "$PROFILE" in dev) BIN="$ROOT/target/debug" ;; *) BIN="$ROOT/target/$PROFILE" ;; esac
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
@@ -88,9 +90,9 @@ wait_for() {
 }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-say "building central, provider-gateway, dial and forwarder (optimised, profile 'demo'; the first build takes several minutes)"
+say "building central, provider-gateway, dial and forwarder (profile '$PROFILE'; the first build takes several minutes)"
 build_start=$SECONDS
-cargo build --profile demo -p central -p forwarder -p provider-sdk --bin central --bin forwarder \
+cargo build --profile "$PROFILE" -p central -p forwarder -p provider-sdk --bin central --bin forwarder \
     --bin provider-gateway --bin dial
 note "built in $((SECONDS - build_start)) s"
 CENTRAL="$BIN/central" GATEWAY="$BIN/provider-gateway" DIAL="$BIN/dial" FWD="$BIN/forwarder"
@@ -190,7 +192,7 @@ for i in 0 1 2; do
     token=$(register "$name" "127.0.0.1:$((GATEWAY_PORT + i))")
     gateway_config "$name" "$i"
     start_gateway "$name" gateway.log PROVIDER_GATEWAY_ENROLLMENT_TOKEN="$token"
-    note "$(grep -o 'rate deck published.*' "$DATA/$name/gateway.log" | head -1)"
+    note "$(sed 's/\x1b\[[0-9;]*m//g' "$DATA/$name/gateway.log" | grep -o 'rate deck published.*' | head -1)"
     note "health: $(curl -sf "http://127.0.0.1:$((METRICS_PORT + i))/health")"
 done
 
@@ -230,6 +232,7 @@ last_port = $((MEDIA_PORT + 99))
 [plans.standard]
 kind = "markup"
 currency = "EUR"
+connect_fee = "0.05"
 first_increment = 60
 next_increment = 60
 markup_percent = "20"
@@ -240,13 +243,13 @@ ADA=$(fwd subscriber add --name "Ada Lovelace" --email ada@example.net --time-zo
     --plan standard --currency EUR --daily-cap 5.00 --max-calls 2 | json "['id']")
 fwd number add "$ADA" "+49 30 111 1111" >/dev/null
 fwd rule set "$ADA" --name london --target "+442079460000:20" >/dev/null
-fwd account payment "$ADA" 10.00 --key demo-topup >/dev/null
+fwd account payment "$ADA" 10.00 --key demo-topup-ada >/dev/null
 BOB=$(fwd subscriber add --name "Bob Baker" --email bob@example.net --time-zone America/New_York \
     --plan standard --currency EUR | json "['id']")
 fwd number add "$BOB" "+49 30 222 2222" >/dev/null
 fwd rule set "$BOB" --name office --target "+12125550100" >/dev/null
-fwd account payment "$BOB" 5.00 --key demo-topup >/dev/null
-note "subscriber $ADA Ada Lovelace: +49 30 111 1111 forwarded to +44 20 7946 0000 (London), prepaid 10.00 EUR"
+fwd account payment "$BOB" 5.00 --key demo-topup-bob >/dev/null
+note "subscriber $ADA Ada Lovelace: +49 30 111 1111 forwarded to +44 20 7946 0000 (London), prepaid 10.00 EUR; plan: provider cost + 20 % + 0.05 per call, per minute"
 note "subscriber $BOB Bob Baker:    +49 30 222 2222 forwarded to +1 212 555 0100 (New York), prepaid 5.00 EUR"
 
 token=$(register home-telecom "127.0.0.1:$SIP_PORT")
@@ -297,40 +300,25 @@ if [ "$CALLS" != "0" ]; then
     start_gateway carrier-a gateway-restored.log
     note "carrier-a restarted without the fault"
 
-    say "the CDRs"
+    say "the CDRs (forwarder cdr list)"
     for sub in "$ADA" "$BOB"; do
-        fwd cdr list "$sub" --limit 10 | python3 -c '
-import json, sys
-v = json.load(sys.stdin)
-for c in (v.get("cdrs", v) if isinstance(v, dict) else v):
-    r = c.get("rating") or {}
-    print(f"   {c[\"id\"]}  {c[\"called_number\"]} -> {c.get(\"target\")}  {c[\"status\"]:<9} via {c.get(\"provider_name\") or \"-\":<10}"
-          f" {c.get(\"billable_seconds\") or 0:>3} s  {r.get(\"price\", \"-\")} {r.get(\"currency\", \"\")}")'
+        fwd cdr list "$sub" --limit 10 | python3 ops/demo/report.py cdrs
     done
 
     say "charges and balances (forwarder account show)"
     for sub in "$ADA" "$BOB"; do
-        fwd account show "$sub" | python3 -c '
-import json, sys
-a = json.load(sys.stdin)
-print(f"   subscriber {sys.argv[1]}: balance {a.get(\"balance\")} {a.get(\"currency\", \"\")}")
-for e in a.get("entries", a.get("ledger", []))[:10]:
-    print(f"     {e.get(\"kind\"):<11} {e.get(\"amount\"):>9}  {e.get(\"created_at\", e.get(\"at\", \"\"))}")' "$sub"
+        fwd account show "$sub" | python3 ops/demo/report.py account "$sub"
     done
 
     say "what the callee heard and recorded ($DATA/recordings)"
     sed 's/^/   /' "$DATA/callee.log"
 
-    say "the providers' settlement with central (what home-telecom owes each)"
+    say "what central settles between home-telecom (the payer) and each provider"
     sleep 1
-    curl -sSf "${OP[@]}" "$C/v1/settlements" | python3 -c '
-import json, sys
-v = json.load(sys.stdin)
-rows = v.get("rows", v.get("settlements", v)) if isinstance(v, dict) else v
-for r in rows:
-    print(f"   payer {r.get(\"payer_id\")} -> provider {r.get(\"provider_id\")}: {r.get(\"tickets\")} tickets, {r.get(\"amount\")} {r.get(\"currency\", \"\")}")
-if not rows:
-    print("   (nothing settled yet)")'
+    curl -sSf "${OP[@]}" -H 'accept: text/csv' -G \
+        --data-urlencode "from=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%SZ)" \
+        --data-urlencode "to=$(date -u -d 'tomorrow' +%Y-%m-%dT%H:%M:%SZ)" \
+        "$C/v1/settlements" | python3 ops/demo/report.py settlements
 
     say "a billing statement for Ada"
     if fwd statements --help >/dev/null 2>&1; then

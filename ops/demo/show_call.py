@@ -32,10 +32,12 @@ for t in (cdr.get("decision") or {}).get("targets", []):
     )
     print(f"     {'rank':<4} {'provider':<10} {'prefix':<6} {'rate/min':>8} {'incr':>6} {'unit cost':>9} {'latency':>9}  verdict")
     cands = sorted(d.get("candidates", []), key=lambda c: (c["rank"] is None, c["rank"] or 0))
+    # Latency decides only when another candidate is in the cheapest's cost band.
+    contested = sum(1 for c in cands if c["in_band"] and c["rank"] is not None) > 1
     for c in cands:
         r = c["rate"]
         if c["rank"] == 0:
-            verdict = "chosen: " + ("in the cost band, lowest latency" if c["in_band"] else "cheapest")
+            verdict = "chosen: " + ("lowest latency in the cost band" if contested else "cheapest")
         elif c["rank"] is not None:
             verdict = "in the cost band, slower" if c["in_band"] else "fallback (dearer)"
         else:
@@ -51,10 +53,10 @@ for t in (cdr.get("decision") or {}).get("targets", []):
 print("   attempts:")
 for i, a in enumerate(cdr.get("attempts", []), 1):
     status = a.get("status")
-    print(
-        f"     {i}. {a.get('provider') or '-':<10} {a['outcome']:<10} {'' if status is None else status:<4}"
-        f" after {a.get('ended_after_ms')} ms  ({a['target']})"
-    )
+    outcome = a["outcome"]
+    if status is not None and not str(outcome).startswith(str(status)):
+        outcome = f"{outcome} ({status})"
+    print(f"     {i}. {a.get('provider') or '-':<10} {outcome:<26} after {a.get('ended_after_ms')} ms  ({a['target']})")
 rating = cdr.get("rating") or {}
 if cdr.get("answered_at"):
     print(
