@@ -53,7 +53,9 @@ stop_all() {
         kill -TERM "${pids[@]}" 2>/dev/null || true
         # Bounded wait; anything still there after 10 s is killed.
         for _ in $(seq 1 100); do
-            kill -0 "${pids[@]}" 2>/dev/null || break
+            local alive=0
+            for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            [ "$alive" = 0 ] && break
             sleep 0.1
         done
         kill -KILL "${pids[@]}" 2>/dev/null || true
@@ -94,7 +96,8 @@ say "building central, provider-gateway, dial and forwarder (profile '$PROFILE';
 build_start=$SECONDS
 cargo build --profile "$PROFILE" -p central -p forwarder -p provider-sdk --bin central --bin forwarder \
     --bin provider-gateway --bin dial
-note "built in $((SECONDS - build_start)) s"
+build_done=$SECONDS
+note "built in $((build_done - build_start)) s"
 CENTRAL="$BIN/central" GATEWAY="$BIN/provider-gateway" DIAL="$BIN/dial" FWD="$BIN/forwarder"
 
 say "initialising central in $DATA/central"
@@ -249,7 +252,8 @@ BOB=$(fwd subscriber add --name "Bob Baker" --email bob@example.net --time-zone 
 fwd number add "$BOB" "+49 30 222 2222" >/dev/null
 fwd rule set "$BOB" --name office --target "+12125550100" >/dev/null
 fwd account payment "$BOB" 5.00 --key demo-topup-bob >/dev/null
-note "subscriber $ADA Ada Lovelace: +49 30 111 1111 forwarded to +44 20 7946 0000 (London), prepaid 10.00 EUR; plan: provider cost + 20 % + 0.05 per call, per minute"
+note "subscriber $ADA Ada Lovelace: +49 30 111 1111 forwarded to +44 20 7946 0000 (London), prepaid 10.00 EUR"
+note "plan standard: the provider's cost + 20 % + 0.05 EUR per call, billed by the started minute"
 note "subscriber $BOB Bob Baker:    +49 30 222 2222 forwarded to +1 212 555 0100 (New York), prepaid 5.00 EUR"
 
 token=$(register home-telecom "127.0.0.1:$SIP_PORT")
@@ -313,6 +317,10 @@ if [ "$CALLS" != "0" ]; then
     say "what the callee heard and recorded ($DATA/recordings)"
     sed 's/^/   /' "$DATA/callee.log"
 
+    say "carrier-c's /metrics (http://127.0.0.1:$((METRICS_PORT + 2))/metrics, non-zero series)"
+    curl -sf "http://127.0.0.1:$((METRICS_PORT + 2))/metrics" \
+        | grep -E '^provider_gateway_[a-z_]+(\{[^}]*\})? [1-9]' | sed 's/^/   /' || true
+
     say "what central settles between home-telecom (the payer) and each provider"
     sleep 1
     curl -sSf "${OP[@]}" -H 'accept: text/csv' -G \
@@ -329,7 +337,7 @@ if [ "$CALLS" != "0" ]; then
     fi
 fi
 
-say "the network is running"
+say "the network is running (build $((build_done - build_start)) s, everything else $((SECONDS - build_done)) s)"
 cat <<MSG
    Call from a softphone (SIP over UDP, no registration, from 127.0.0.1):
        sip:+49301111111@127.0.0.1:$SIP_PORT    Ada, forwarded to London  (the callee answers and plays a tone)
@@ -344,7 +352,13 @@ cat <<MSG
 MSG
 while true; do
     for name in "${!PID[@]}"; do
-        kill -0 "${PID[$name]}" 2>/dev/null || die "$name stopped unexpectedly (see its log in $DATA)"
+        kill -0 "${PID[$name]}" 2>/dev/null && continue
+        # Gone: after a terminal's Ctrl-C every process stops by itself (status 0).
+        status=0
+        wait "${PID[$name]}" 2>/dev/null || status=$?
+        unset "PID[$name]"
+        [ "$status" = 0 ] && { printf '\n==> %s stopped\n' "$name"; exit 0; }
+        die "$name stopped unexpectedly with status $status (see its log in $DATA)"
     done
     sleep 1 &
     wait $! || true
