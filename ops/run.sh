@@ -329,8 +329,10 @@ if [ "$CALLS" != "0" ]; then
         "$C/v1/settlements" | python3 ops/demo/report.py settlements
 
     say "a billing statement for Ada"
+    # PLACEHOLDER: render Ada's statement for this month to a local file here
+    # once the forwarder's `statements` command exists; until then, skipped.
     if fwd statements --help >/dev/null 2>&1; then
-        # Placeholder until the statements command settles: render this month's statement.
+        note "placeholder: 'forwarder statements' exists; rendering a statement is not wired in yet:"
         fwd statements --help | sed -n '1,5p' | sed 's/^/   /'
     else
         note "skipped: this forwarder has no 'statements' command yet"
