@@ -15,6 +15,9 @@
 //! certificate from central (enrolled on first use with the operator's
 //! one-time token), because it pays for its calls.
 
+pub mod answer;
+pub mod direct;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -483,7 +486,7 @@ impl Dialer {
             None => None,
         };
         let media_summary = match &media_report {
-            Some(r) => Some(self.summarise(r, codec, request.record.as_deref())?),
+            Some(r) => Some(summarise_media(r, codec, request.record.as_deref())?),
             None => None,
         };
         let answer = unix(ended.answered_at);
@@ -544,26 +547,26 @@ impl Dialer {
             })
             .collect())
     }
+}
 
-    fn summarise(
-        &self,
-        r: &EndpointReport,
-        codec: String,
-        record: Option<&Path>,
-    ) -> Result<MediaSummary, DialError> {
-        if let Some(path) = record {
-            wav::write_wav(path, &r.recording)?;
-        }
-        Ok(MediaSummary {
-            codec,
-            packets_sent: r.sent.packets,
-            packets_received: r.received.rtp.packets,
-            packets_lost: r.received.rtp.lost,
-            jitter_ms: r.received.rtp.jitter.as_secs_f64() * 1000.0,
-            recorded_secs: r.recording.len() as f64 / 8000.0,
-            recording: record.map(|p| p.display().to_string()),
-        })
+/// Writes the recording (when asked) and sums up an endpoint's report.
+pub(crate) fn summarise_media(
+    r: &EndpointReport,
+    codec: String,
+    record: Option<&Path>,
+) -> Result<MediaSummary, DialError> {
+    if let Some(path) = record {
+        wav::write_wav(path, &r.recording)?;
     }
+    Ok(MediaSummary {
+        codec,
+        packets_sent: r.sent.packets,
+        packets_received: r.received.rtp.packets,
+        packets_lost: r.received.rtp.lost,
+        jitter_ms: r.received.rtp.jitter.as_secs_f64() * 1000.0,
+        recorded_secs: r.recording.len() as f64 / 8000.0,
+        recording: record.map(|p| p.display().to_string()),
+    })
 }
 
 fn attempt_reports(

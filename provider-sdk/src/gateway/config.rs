@@ -40,6 +40,37 @@ pub struct GatewayConfig {
     pub media: MediaConfig,
     pub rates: RatesConfig,
     pub ledger: LedgerConfig,
+    /// `/health` and `/metrics` over plain HTTP (off without the table).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// Knobs for demos and tests that make the gateway behave like a
+    /// distant or failing provider. Never set them in production.
+    #[serde(default)]
+    pub demo: DemoConfig,
+}
+
+/// Where `/health` and `/metrics` are served (plain HTTP: keep it on
+/// loopback or a management network).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+/// Demo and test knobs (see [`GatewayConfig::demo`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Every SIP datagram to and from the payers waits this long each way
+    /// (a relay in front of the listener): the provider looks this much
+    /// farther away to OPTIONS probes and calls.
+    #[serde(default)]
+    pub sip_delay_ms: u64,
+    /// Refuse every call whose ticket is valid with this status (e.g. 503):
+    /// a provider whose own network is failing, for showing failover.
+    #[serde(default)]
+    pub reject_calls: Option<u16>,
 }
 
 /// Where calls come in and where they go.
@@ -119,6 +150,9 @@ pub struct LedgerConfig {
     pub receipt_tolerance_secs: u64,
 }
 
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9102))
+}
 fn default_setup_timeout() -> u64 {
     5
 }
@@ -165,7 +199,10 @@ impl GatewayConfig {
 
     /// Overrides from the environment (`PROVIDER_GATEWAY_CENTRAL_URL`,
     /// `PROVIDER_GATEWAY_ENROLLMENT_TOKEN`, `PROVIDER_GATEWAY_SIP_LISTEN`,
-    /// `PROVIDER_GATEWAY_TERMINATION`, `PROVIDER_GATEWAY_SPOOL`).
+    /// `PROVIDER_GATEWAY_TERMINATION`, `PROVIDER_GATEWAY_SPOOL`,
+    /// `PROVIDER_GATEWAY_METRICS_LISTEN`, and the demo knobs
+    /// `PROVIDER_GATEWAY_DEMO_SIP_DELAY_MS`, `PROVIDER_GATEWAY_DEMO_REJECT_CALLS`
+    /// (`0` or empty: off)).
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = var("PROVIDER_GATEWAY_CENTRAL_URL") {
             self.central.central_url = v;
@@ -184,6 +221,28 @@ impl GatewayConfig {
         }
         if let Some(v) = var("PROVIDER_GATEWAY_SPOOL") {
             self.ledger.spool = v.into();
+        }
+        if let Some(v) = var("PROVIDER_GATEWAY_METRICS_LISTEN") {
+            let listen = v.parse().map_err(|_| ConfigError::Env {
+                name: "PROVIDER_GATEWAY_METRICS_LISTEN",
+                detail: format!("not an address:port: {v:?}"),
+            })?;
+            self.metrics = Some(MetricsConfig { listen });
+        }
+        if let Some(v) = var("PROVIDER_GATEWAY_DEMO_SIP_DELAY_MS") {
+            self.demo.sip_delay_ms = v.trim().parse().map_err(|_| ConfigError::Env {
+                name: "PROVIDER_GATEWAY_DEMO_SIP_DELAY_MS",
+                detail: format!("not a number of milliseconds: {v:?}"),
+            })?;
+        }
+        if let Some(v) = var("PROVIDER_GATEWAY_DEMO_REJECT_CALLS") {
+            self.demo.reject_calls = match v.trim() {
+                "" | "0" => None,
+                s => Some(s.parse().map_err(|_| ConfigError::Env {
+                    name: "PROVIDER_GATEWAY_DEMO_REJECT_CALLS",
+                    detail: format!("not a SIP status: {v:?}"),
+                })?),
+            };
         }
         Ok(())
     }
@@ -215,6 +274,18 @@ impl GatewayConfig {
         if self.media.first_port > self.media.last_port || self.media.first_port % 2 != 0 {
             return Err(ConfigError::Invalid(
                 "media ports: first_port must be even and not above last_port".into(),
+            ));
+        }
+        if let Some(status) = self.demo.reject_calls {
+            if !(400..=699).contains(&status) {
+                return Err(ConfigError::Invalid(format!(
+                    "demo.reject_calls must be a final failure status (400-699), not {status}"
+                )));
+            }
+        }
+        if self.demo.sip_delay_ms > 10_000 {
+            return Err(ConfigError::Invalid(
+                "demo.sip_delay_ms is at most 10000".into(),
             ));
         }
         if self.sip.setup_timeout_secs == 0 || self.sip.answer_timeout_secs == 0 {
@@ -310,6 +381,11 @@ spool = "spool"
                 SAMPLE.replace("sip:{number}", "tel:{number}"),
                 "sip.termination",
             ),
+            (
+                format!("{SAMPLE}\n[demo]\nreject_calls = 200\n"),
+                "demo.reject_calls",
+            ),
+            (format!("{SAMPLE}\n[metrics]\nlisten = \"x\"\n"), "listen"),
         ];
         for (text, expected) in cases {
             let err = GatewayConfig::load(&write(dir.path(), &text)).unwrap_err();
@@ -328,6 +404,17 @@ spool = "spool"
         })
         .unwrap();
         assert_eq!(c.sip.listen.port(), 6000);
+        assert!(c.metrics.is_none());
+        c.apply_env(|n| match n {
+            "PROVIDER_GATEWAY_METRICS_LISTEN" => Some("127.0.0.1:9999".into()),
+            "PROVIDER_GATEWAY_DEMO_REJECT_CALLS" => Some("503".into()),
+            "PROVIDER_GATEWAY_DEMO_SIP_DELAY_MS" => Some("40".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.metrics.as_ref().map(|m| m.listen.port()), Some(9999));
+        assert_eq!(c.demo.reject_calls, Some(503));
+        assert_eq!(c.demo.sip_delay_ms, 40);
         assert_eq!(c.central.enrollment_token.as_deref(), Some("enr_x"));
         let err = c
             .apply_env(|n| (n == "PROVIDER_GATEWAY_SIP_LISTEN").then(|| "x".into()))

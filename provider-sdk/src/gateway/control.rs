@@ -10,13 +10,14 @@ use chrono::Utc;
 use parking_lot::Mutex;
 
 use super::config::GatewayConfig;
+use super::metrics::GatewayMetrics;
 use crate::central::{CentralClient, CertificateCache, Submission, SubmissionQueue};
 use crate::number::E164;
 use crate::ratedeck::{RateDeck, RateTable};
 use crate::sip::call::Leg;
 use crate::sip::control::{
-    new_call_id, CallControl, CallPlan, CallRecord, InboundCall, PlannedAttempt, RouteFuture,
-    Routing,
+    new_call_id, AttemptRecord, CallControl, CallPlan, CallRecord, InboundCall, PlannedAttempt,
+    RouteFuture, Routing,
 };
 use crate::sip::Reply;
 use crate::ticket::{
@@ -49,6 +50,7 @@ pub(crate) struct GatewayControl {
     /// Accepted tickets of calls in progress, by the payer's Call-ID.
     calls: Mutex<HashMap<String, VerifiedTicket>>,
     counts: Mutex<GatewayCounts>,
+    pub(crate) metrics: Arc<GatewayMetrics>,
     host: String,
 }
 
@@ -95,12 +97,22 @@ impl GatewayControl {
             queue,
             calls: Mutex::new(HashMap::new()),
             counts: Mutex::new(GatewayCounts::default()),
+            metrics: Arc::new(GatewayMetrics::new()),
             host,
         }
     }
 
     pub(crate) fn counts(&self) -> GatewayCounts {
         *self.counts.lock()
+    }
+
+    pub(crate) fn config_reject(&self) -> Option<u16> {
+        self.config.demo.reject_calls
+    }
+
+    /// Accepted calls in progress.
+    pub(crate) fn active_calls(&self) -> usize {
+        self.calls.lock().len()
     }
 
     fn rates(&self) -> Arc<RateTable> {
@@ -112,6 +124,7 @@ impl GatewayControl {
     }
 
     async fn decide(&self, call: InboundCall) -> Routing {
+        self.metrics.offered.inc();
         let routing = self.check(&call).await;
         let mut counts = self.counts.lock();
         match &routing {
@@ -127,12 +140,17 @@ impl GatewayControl {
     async fn check(&self, call: &InboundCall) -> Routing {
         let dest: E164 = match call.dialed.as_deref().map(str::parse) {
             Some(Ok(n)) => n,
-            _ => return refuse(404, "Not Found", "the Request-URI has no E.164 number"),
+            _ => {
+                self.metrics.refused("no_number");
+                return refuse(404, "Not Found", "the Request-URI has no E.164 number");
+            }
         };
         let Some(token) = call.header(TICKET_HEADER) else {
+            self.metrics.refused("no_ticket");
             return refuse(403, "Forbidden", "ticket required (X-LCR-Ticket)");
         };
         let Some(entry) = self.rates().lookup(&dest).cloned() else {
+            self.metrics.refused("no_rate");
             return refuse(404, "Not Found", "no rate for this destination");
         };
         let minimum = MinimumTerms {
@@ -155,11 +173,25 @@ impl GatewayControl {
         };
         let verified = match self.verifier.verify_ticket(token, &expectation, Utc::now()) {
             Ok(v) => v,
-            Err(e) => return ticket_refused(&e),
+            Err(e) => {
+                self.metrics.verified(e.code());
+                self.metrics.refused("ticket");
+                return ticket_refused(&e);
+            }
         };
+        self.metrics.verified("valid");
+        if let Some(status) = self.config.demo.reject_calls {
+            self.metrics.refused("demo_reject");
+            return refuse(
+                status,
+                "Service Unavailable",
+                "refused by demo.reject_calls (a failing provider, for demonstration)",
+            );
+        }
         let target = match self.config.termination_for(&dest) {
             Ok(t) => t,
             Err(e) => {
+                self.metrics.refused("misconfigured");
                 tracing::error!(error = %e, "termination target");
                 return refuse(
                     500,
@@ -219,14 +251,17 @@ impl GatewayControl {
                     <= tolerance =>
             {
                 counts.settled += 1;
+                self.metrics.receipt("countersigned");
                 self.signer.countersign_receipt(token)
             }
             _ => {
                 if payer.is_some() {
                     counts.disputed += 1;
+                    self.metrics.receipt("disputed");
                     tracing::warn!(ticket = %ticket.ticket.jti, "payer's receipt disagrees with the measured duration");
                 } else {
                     counts.provider_only += 1;
+                    self.metrics.receipt("provider_only");
                 }
                 let own = UsageReceipt {
                     iss: ticket.ticket.iss,
@@ -283,11 +318,21 @@ impl CallControl for Control {
         Box::pin(async move { me.decide(call).await })
     }
 
+    fn answered(&self, _call_id: &str, _attempt: &AttemptRecord) {
+        self.0.metrics.answered.inc();
+    }
+
     fn ended(&self, record: &CallRecord) {
         let Some(ticket) = self.0.calls.lock().remove(&record.call_id) else {
             return;
         };
         if record.answered_at.is_none() {
+            let status = record.final_status.unwrap_or(0);
+            self.0
+                .metrics
+                .failed
+                .get_or_create(&super::metrics::StatusLabels { status })
+                .inc();
             // Nothing is owed for an unanswered call: its ticket is not submitted.
             return;
         }

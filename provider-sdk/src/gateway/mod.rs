@@ -22,18 +22,30 @@
 //! receipts go to a durable local queue and on to central's ledger,
 //! retried while central is unreachable: none is lost across a restart.
 //!
+//! With a `[metrics]` table it serves `/health` and `/metrics` (Prometheus
+//! text format; the metric names are listed in the `metrics` module's
+//! source) over plain HTTP, by default on `127.0.0.1:9102`. The `[demo]`
+//! table has two knobs for demonstrations and tests: a delay on every SIP
+//! datagram (a distant provider) and a status every call is refused with
+//! (a failing one).
+//!
 //! The binary `provider-gateway` runs it from a TOML file (see
 //! [`GatewayConfig`]; `ops/provider-gateway.toml` is an annotated sample).
 
 mod config;
 mod control;
+mod delay;
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
-pub use config::{ConfigError, GatewayConfig, LedgerConfig, MediaConfig, RatesConfig, SipConfig};
+pub use config::{
+    ConfigError, DemoConfig, GatewayConfig, LedgerConfig, MediaConfig, MetricsConfig, RatesConfig,
+    SipConfig,
+};
 pub use control::GatewayCounts;
 
 use crate::central::{
@@ -69,6 +81,11 @@ pub enum GatewayError {
     },
     #[error("{0}")]
     Pki(#[from] crate::pki::PkiError),
+    #[error("metrics listener on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running gateway.
@@ -79,6 +96,9 @@ pub struct Gateway {
     sender: Option<QueueSender>,
     provider_id: u64,
     rate_version: Option<u64>,
+    sip_addr: std::net::SocketAddr,
+    metrics_addr: Option<std::net::SocketAddr>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Gateway {
@@ -128,6 +148,8 @@ impl Gateway {
         let relay =
             MediaRelay::new(relay_config).map_err(|e| GatewayError::Media(e.to_string()))?;
         let listen = config.sip.listen;
+        let delay = Duration::from_millis(config.demo.sip_delay_ms);
+        let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
         let control = Arc::new(control::GatewayControl::new(
             config,
             central,
@@ -138,7 +160,12 @@ impl Gateway {
         ));
         let mut b2bua_config =
             B2buaConfig::with_control(Arc::new(control::Control(control.clone())));
-        b2bua_config.bind = listen;
+        // With a delay the B2BUA listens on a port of its own behind the relay.
+        b2bua_config.bind = if delay.is_zero() {
+            listen
+        } else {
+            std::net::SocketAddr::new(listen.ip(), 0)
+        };
         b2bua_config.media = RelayAnchor::factory(relay);
         b2bua_config.capture_headers = vec![RECEIPT_HEADER.to_owned()];
         let b2bua = B2bua::bind(b2bua_config)
@@ -147,7 +174,43 @@ impl Gateway {
                 addr: listen,
                 source,
             })?;
-        tracing::info!(provider_id, sip = %b2bua.local_addr(), "gateway running");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sip_addr = if delay.is_zero() {
+            b2bua.local_addr()
+        } else {
+            let front = delay::start(listen, b2bua.local_addr(), delay, stop.clone())
+                .await
+                .map_err(|source| GatewayError::Sip {
+                    addr: listen,
+                    source,
+                })?;
+            tracing::warn!(
+                delay_ms = delay.as_millis(),
+                "demo.sip_delay_ms: every SIP datagram is delayed"
+            );
+            front
+        };
+        if let Some(status) = control.config_reject() {
+            tracing::warn!(status, "demo.reject_calls: every call is refused");
+        }
+        let metrics_addr = match metrics_listen {
+            Some(addr) => {
+                let for_active = control.clone();
+                let state = metrics::MetricsState {
+                    metrics: control.metrics.clone(),
+                    queue: queue.clone(),
+                    active_calls: Arc::new(move || for_active.active_calls()),
+                    provider_id,
+                };
+                let bound = metrics::serve(addr, state, stop.clone())
+                    .await
+                    .map_err(|source| GatewayError::Metrics { addr, source })?;
+                tracing::info!(%bound, "metrics listening");
+                Some(bound)
+            }
+            None => None,
+        };
+        tracing::info!(provider_id, sip = %sip_addr, "gateway running");
         Ok(Gateway {
             b2bua,
             control,
@@ -155,11 +218,20 @@ impl Gateway {
             sender: Some(sender),
             provider_id,
             rate_version,
+            sip_addr,
+            metrics_addr,
+            stop,
         })
     }
 
+    /// Where payers send SIP (the delay relay's address with `demo.sip_delay_ms`).
     pub fn sip_addr(&self) -> std::net::SocketAddr {
-        self.b2bua.local_addr()
+        self.sip_addr
+    }
+
+    /// Where `/health` and `/metrics` are served, with a `[metrics]` table.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn provider_id(&self) -> u64 {
@@ -187,6 +259,7 @@ impl Gateway {
     /// on disk for the next start).
     pub async fn shutdown(mut self) {
         self.b2bua.shutdown();
+        self.stop.cancel();
         if let Some(sender) = self.sender.take() {
             sender.stop().await;
         }
