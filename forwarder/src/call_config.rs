@@ -8,6 +8,7 @@
 //! # tls_roots = "providers-ca.pem"  # roots for providers reached over TLS
 //! setup_timeout_ms = 3000            # a provider with no ringing by then: next provider
 //! heartbeat_secs = 10                # answered calls noted in their CDR (a crash bills up to it)
+//! # metrics_listen = "127.0.0.1:9101"  # plain-HTTP /metrics and /health of the call path
 //! [sip.ingress]
 //! trusted = ["127.0.0.1", "198.51.100.0/24"]   # upstream carriers allowed to send calls
 //! rate_per_sec = 50
@@ -90,6 +91,10 @@ pub struct SipSection {
     /// Who may send calls (default: loopback only).
     #[serde(default = "default_ingress")]
     pub ingress: IngressConfig,
+    /// Plain-HTTP `/metrics` and `/health` of the call path (see
+    /// [`crate::call_metrics`]); none when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_ingress() -> IngressConfig {

@@ -40,6 +40,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::call_metrics::{CallMetrics, ProviderLabels, StatusLabels};
 use crate::latency::Latencies;
 use crate::route_cache::{RouteCache, RouteError};
 
@@ -195,6 +196,7 @@ pub struct Forwarding {
     /// calls); empty until it is enrolled with central.
     pub payer: arc_swap::ArcSwapOption<Payer>,
     pub settings: CallSettings,
+    pub metrics: Arc<CallMetrics>,
     active: Mutex<HashMap<String, Active>>,
 }
 
@@ -283,6 +285,7 @@ impl Forwarding {
             latency,
             payer: arc_swap::ArcSwapOption::new(payer),
             settings,
+            metrics: Arc::new(CallMetrics::new()),
             active: Mutex::new(HashMap::new()),
         })
     }
@@ -351,6 +354,20 @@ impl Forwarding {
     }
 
     async fn decide(self: Arc<Self>, call: InboundCall) -> Routing {
+        self.metrics.offered.inc();
+        let routing = self.clone().route_call(call).await;
+        if let Routing::Reject(reply) = &routing {
+            self.metrics
+                .refused
+                .get_or_create(&StatusLabels {
+                    status: reply.status,
+                })
+                .inc();
+        }
+        routing
+    }
+
+    async fn route_call(self: Arc<Self>, call: InboundCall) -> Routing {
         let called: E164 = match call.dialed.as_deref().map(str::parse) {
             Some(Ok(n)) => n,
             _ => {
@@ -402,10 +419,17 @@ impl Forwarding {
             let looked_up = self.routes.lookup(to.number, begun.max_rate).await;
             let lookup_ms = lookup_start.elapsed().as_micros() as f64 / 1000.0;
             let (routes, freshness) = match looked_up {
-                Ok(r) => r,
+                Ok(r) => {
+                    let result = if r.0.is_empty() { "none" } else { r.1.as_str() };
+                    self.metrics.lookup(result);
+                    r
+                }
                 Err(e) => {
                     if matches!(e, RouteError::Unavailable(_)) {
+                        self.metrics.lookup("unavailable");
                         unavailable = Some(e.to_string());
+                    } else {
+                        self.metrics.lookup("refused");
                     }
                     decisions.push(TargetDecision {
                         forward_to: to.number,
@@ -438,6 +462,22 @@ impl Forwarding {
             let probe_start = std::time::Instant::now();
             let latency = self.latency.measure(&candidates).await;
             let probe_ms = probe_start.elapsed().as_micros() as f64 / 1000.0;
+            for (c, l) in candidates.iter().zip(&latency) {
+                let rtt = match &l.probe {
+                    Some(provider_sdk::sip::prober::ProbeResult::Answered { rtt, .. }) => {
+                        Some(*rtt)
+                    }
+                    _ => l.health.as_ref().and_then(|h| h.srtt),
+                };
+                if let Some(rtt) = rtt {
+                    self.metrics
+                        .probe_rtt
+                        .get_or_create(&ProviderLabels {
+                            provider: c.name.clone(),
+                        })
+                        .set(rtt.as_secs_f64());
+                }
+            }
             let decision = select::select(
                 &candidates,
                 &latency,
@@ -464,6 +504,9 @@ impl Forwarding {
                     group,
                     label: route.provider_name.clone(),
                 });
+                // The attempt's Call-ID and the ticket id are what the
+                // provider's gateway and central log for this call.
+                tracing::info!(call_id = %call.call_id, attempt = %call_id, provider = %route.provider_name, ticket = %ticket.jti, forward_to = %to.number, "attempt planned");
                 tickets.insert(call_id, (ticket, (*route).clone(), to.number));
             }
             decisions.push(TargetDecision {
@@ -511,15 +554,19 @@ impl Forwarding {
         };
         let cdr_id = begun.cdr_id;
         let subscriber_id = begun.subscriber.id;
-        self.active.lock().insert(
-            call.call_id.clone(),
-            Active {
-                begun,
-                decisions,
-                tickets,
-                answered: false,
-            },
-        );
+        {
+            let mut active = self.active.lock();
+            active.insert(
+                call.call_id.clone(),
+                Active {
+                    begun,
+                    decisions,
+                    tickets,
+                    answered: false,
+                },
+            );
+            self.metrics.active.set(active.len() as i64);
+        }
         if let Some(refusal) = refusal {
             tracing::info!(call_id = %call.call_id, %cdr_id, subscriber_id, status = refusal.status, reason = %refusal.reason, "call not routed");
             return Routing::Reject(refusal_reply(&refusal));
@@ -531,8 +578,51 @@ impl Forwarding {
         })
     }
 
+    /// The metrics of a call that went to providers (refusals are counted
+    /// when refused).
+    fn count(&self, record: &CallRecord) {
+        use provider_sdk::sip::Outcome;
+        let Some(first) = record.attempts.first() else {
+            return;
+        };
+        let m = &self.metrics;
+        if let Ok(pdd) = first.started_at.duration_since(record.received_at) {
+            m.post_dial_delay.observe(pdd.as_secs_f64());
+        }
+        for (i, a) in record.attempts.iter().enumerate() {
+            let outcome = match a.outcome {
+                Outcome::Answered => "answered",
+                Outcome::Rejected { .. } => "rejected",
+                Outcome::Timeout { .. } => "timeout",
+                Outcome::TransportError { .. } => "unreachable",
+                Outcome::Cancelled => "cancelled",
+            };
+            m.attempt(&a.label, outcome);
+            if a.outcome != Outcome::Answered && i + 1 < record.attempts.len() {
+                m.failovers
+                    .get_or_create(&ProviderLabels {
+                        provider: a.label.clone(),
+                    })
+                    .inc();
+            }
+        }
+        if record.answered_at.is_none() {
+            m.failed
+                .get_or_create(&StatusLabels {
+                    status: record.final_status.unwrap_or(0),
+                })
+                .inc();
+        }
+    }
+
     fn end(&self, record: &CallRecord) -> Option<CallEnd> {
-        let active = self.active.lock().remove(&record.call_id)?;
+        let active = {
+            let mut calls = self.active.lock();
+            let active = calls.remove(&record.call_id)?;
+            self.metrics.active.set(calls.len() as i64);
+            active
+        };
+        self.count(record);
         let attempts = record
             .attempts
             .iter()
@@ -667,6 +757,7 @@ impl CallControl for Control {
     }
 
     fn answered(&self, call_id: &str, attempt: &provider_sdk::sip::control::AttemptRecord) {
+        self.0.metrics.answered.inc();
         let found = {
             let mut active = self.0.active.lock();
             active.get_mut(call_id).and_then(|a| {

@@ -28,6 +28,7 @@ pub mod authorize;
 pub mod book;
 pub mod ca;
 pub mod call_config;
+pub mod call_metrics;
 pub mod calls;
 pub mod config;
 pub mod db;

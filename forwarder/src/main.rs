@@ -99,6 +99,9 @@ fn serve(cfg: Config) -> Result<()> {
                 };
                 let service = forwarder::service::start(calls, db).await?;
                 println!("SIP listening on udp {}", service.sip_addr());
+                if let Some(addr) = service.metrics_addr {
+                    println!("call metrics on http://{addr}/metrics");
+                }
                 Some(service)
             }
             None => None,

@@ -31,6 +31,8 @@ const ENROLL_RETRY: Duration = Duration::from_secs(10);
 /// The running call path.
 pub struct CallService {
     b2bua: B2bua,
+    /// Where `/metrics` and `/health` of the call path are served.
+    pub metrics_addr: Option<SocketAddr>,
     pub forwarding: Arc<Forwarding>,
     pub routes: Arc<RouteCache>,
     pub ingress: Arc<Ingress>,
@@ -165,8 +167,25 @@ pub async fn start(calls: &CallConfig, db: Database) -> Result<CallService> {
         .await
         .with_context(|| format!("binding SIP on {}", calls.sip.listen))?;
     tracing::info!(sip = %b2bua.local_addr(), "forwarder SIP listening");
+    let metrics_addr = match calls.sip.metrics_listen {
+        Some(listen) => {
+            let f = forwarding.clone();
+            let addr = crate::call_metrics::serve(
+                listen,
+                forwarding.metrics.clone(),
+                Arc::new(move || f.payer.load().is_some()),
+                stop.clone(),
+            )
+            .await
+            .with_context(|| format!("binding [sip] metrics_listen {listen}"))?;
+            tracing::info!(%addr, "call metrics on http://{addr}/metrics");
+            Some(addr)
+        }
+        None => None,
+    };
     Ok(CallService {
         b2bua,
+        metrics_addr,
         forwarding,
         routes,
         ingress,

@@ -206,6 +206,35 @@ async fn a_provider_answering_503_is_passed_over_for_the_next() {
     let price = dec(&cdr["rating"]["price"]);
     assert_eq!(w.balance(sub), Decimal::new(1000, 2) - price);
     w.net.wait_settlement(w.home_id, w.gateways[1].0, 1).await;
+    // The call path's metrics tell the same story.
+    let f = &w.forwarder;
+    assert_eq!(f.metric("forwarder_calls_offered_total").await, 1.0);
+    assert_eq!(f.metric("forwarder_calls_answered_total").await, 1.0);
+    assert_eq!(
+        f.metric(r#"forwarder_attempts_total{provider="cheap-broken",outcome="rejected"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        f.metric(r#"forwarder_attempts_total{provider="dearer",outcome="answered"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        f.metric(r#"forwarder_failovers_total{provider="cheap-broken"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        f.metric(r#"forwarder_route_lookups_total{result="central"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        f.metric("forwarder_post_dial_delay_seconds_count").await,
+        1.0
+    );
+    assert_eq!(f.metric("forwarder_active_calls").await, 0.0);
     w.end().await;
 }
 
@@ -431,6 +460,21 @@ async fn unknown_suspended_and_penniless_subscribers_are_refused_with_a_reason()
     // Refused calls leave no CDR and no charge.
     let none = w.forwarder.cli(&["cdr", "list", &broke.to_string()]);
     assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    // Counted as refusals by status, none as a call that went anywhere.
+    for status in [404, 402, 403] {
+        let sample = format!("forwarder_calls_refused_total{{status=\"{status}\"}}");
+        assert_eq!(w.forwarder.metric(&sample).await, 1.0, "{sample}");
+    }
+    assert_eq!(
+        w.forwarder.metric("forwarder_calls_offered_total").await,
+        3.0
+    );
+    assert_eq!(
+        w.forwarder
+            .metric("forwarder_post_dial_delay_seconds_count")
+            .await,
+        0.0
+    );
     w.end().await;
 }
 

@@ -299,12 +299,26 @@ fn process(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(ItemError::invalid("not processed".into()))))
         .collect();
+    // One line per ticket: the ticket id is what follows a call from the
+    // payer's forwarder through the provider's gateway to here.
     for r in &results {
         match r {
-            Ok(a) if a.duplicate => state.metrics.ledger("duplicate", None),
-            Ok(a) => state.metrics.ledger(a.status.as_str(), None),
-            Err(e) if e.reason == reasons::CONFLICT => state.metrics.ledger("conflict", None),
-            Err(e) => state.metrics.ledger("refused", Some(e.reason)),
+            Ok(a) if a.duplicate => {
+                tracing::info!(ticket = %a.ticket_id, submitter, "ticket already in the ledger");
+                state.metrics.ledger("duplicate", None)
+            }
+            Ok(a) => {
+                tracing::info!(ticket = %a.ticket_id, submitter, status = a.status.as_str(), amount = %a.amount, "ticket settled");
+                state.metrics.ledger(a.status.as_str(), None)
+            }
+            Err(e) if e.reason == reasons::CONFLICT => {
+                tracing::warn!(submitter, detail = %e.detail, "ticket conflicts with the stored one");
+                state.metrics.ledger("conflict", None)
+            }
+            Err(e) => {
+                tracing::warn!(submitter, reason = e.reason, detail = %e.detail, "ticket refused");
+                state.metrics.ledger("refused", Some(e.reason))
+            }
         }
     }
     Ok(results)

@@ -43,6 +43,8 @@ pub struct Forwarder {
     pub child: Child,
     pub data: PathBuf,
     pub sip: SocketAddr,
+    /// The call path's plain-HTTP metrics endpoint.
+    pub metrics: Option<SocketAddr>,
     pub log: PathBuf,
 }
 
@@ -86,6 +88,7 @@ impl Forwarder {
 [sip]
 listen = "127.0.0.1:{sip_port}"
 tcp_listen = "127.0.0.1:{sip_port}"
+metrics_listen = "127.0.0.1:0"
 setup_timeout_ms = 2000
 heartbeat_secs = 1
 [sip.ingress]
@@ -152,7 +155,13 @@ markup_percent = "20"
         let sip = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(addr) = line.strip_prefix("SIP listening on udp ") {
-                    return addr.trim().parse::<SocketAddr>().ok();
+                    let sip = addr.trim().parse::<SocketAddr>().ok()?;
+                    // Printed right after, when [sip] metrics_listen is set.
+                    let next = lines.next_line().await.ok().flatten().unwrap_or_default();
+                    let metrics = next
+                        .strip_prefix("call metrics on http://")
+                        .and_then(|a| a.trim_end_matches("/metrics").parse::<SocketAddr>().ok());
+                    return Some((sip, metrics));
                 }
             }
             None
@@ -160,7 +169,7 @@ markup_percent = "20"
         .await
         .ok()
         .flatten();
-        let Some(sip) = sip else {
+        let Some((sip, metrics)) = sip else {
             panic!(
                 "forwarder serve did not start:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
@@ -171,8 +180,23 @@ markup_percent = "20"
             child,
             data: data.to_owned(),
             sip,
+            metrics,
             log,
         }
+    }
+
+    /// The value of one sample in the call path's `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let addr = self.metrics.expect("[sip] metrics_listen is set");
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     pub fn log_text(&self) -> String {
