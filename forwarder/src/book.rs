@@ -263,7 +263,11 @@ impl CallBook for StoreBook {
             .db
             .write(|c| cdrs::note_progress(c, cdr_id, &progress, Utc::now()))
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            .and_then(|r| match r {
+                // A short call closed first, with its answer time: nothing lost.
+                Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+                other => other.map_err(|e| e.to_string()),
+            });
         if let Err(e) = result {
             tracing::error!(cdr = %cdr_id, error = %e, "cannot note the answer in the CDR");
         }
@@ -350,6 +354,9 @@ impl CallBook for StoreBook {
                 decision: Some(decision),
                 attempts: serde_json::to_value(&end.attempts).ok(),
                 ticket_id: end.ticket_id.map(|t| t.to_string()),
+                // The answer note runs on its own thread and may not have
+                // been written yet (a short call): the close carries it too.
+                answered_at: end.answered_at.map(utc),
                 ..CdrProgress::default()
             },
         };

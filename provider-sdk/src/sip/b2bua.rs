@@ -206,11 +206,19 @@ pub struct B2bua {
     cancel: CancellationToken,
 }
 
+/// Receive buffer asked for the SIP UDP socket.
+const SIP_SOCKET_BUFFER: usize = 4 << 20;
+
 impl B2bua {
     /// Binds the UDP socket and the configured stream listeners and starts
     /// serving on the current tokio runtime.
     pub async fn bind(config: B2buaConfig) -> std::io::Result<B2bua> {
         let socket = UdpSocket::bind(config.bind).await?;
+        // Every call's signalling shares this socket: a burst that outruns
+        // the engine for a moment must queue, not be dropped (the default
+        // buffer holds a few hundred messages). Best effort: the kernel
+        // caps it at net.core.rmem_max.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(SIP_SOCKET_BUFFER);
         let local = socket.local_addr()?;
         let tcp = match config.tcp {
             Some(addr) => Some(TcpListener::bind(addr).await?),
