@@ -458,3 +458,37 @@ pub fn render(
         message,
     })
 }
+
+/// The parts of a stored statement message, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub csv: Option<String>,
+}
+
+/// Takes a stored message apart (what the API and `statements show` serve
+/// is exactly what was sent).
+pub fn parts(message: &str) -> Result<Parts, RenderError> {
+    let parsed = mailparse::parse_mail(message.as_bytes())
+        .map_err(|e| RenderError::Message(e.to_string()))?;
+    let mut out = Parts::default();
+    let mut stack = vec![&parsed];
+    while let Some(p) = stack.pop() {
+        stack.extend(p.subparts.iter());
+        if !p.subparts.is_empty() {
+            continue;
+        }
+        let body = || {
+            p.get_body()
+                .map_err(|e| RenderError::Message(e.to_string()))
+        };
+        match p.ctype.mimetype.as_str() {
+            "text/plain" => out.text = Some(body()?),
+            "text/html" => out.html = Some(body()?),
+            "text/csv" => out.csv = Some(body()?),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
