@@ -284,6 +284,8 @@ pub async fn deliver(
                     .send(&out.recipient, &out.message_id, out.message.as_bytes())
                     .await;
                 let id = out.id;
+                // sent_at is a fact (the wall clock); retries are scheduled
+                // on the run's clock, so `--now` runs behave like real ones.
                 let at = Utc::now();
                 match sent {
                     Ok(()) => {
@@ -296,7 +298,7 @@ pub async fn deliver(
                         Ok(Ok(id))
                     }
                     Err(e) => {
-                        let next = at
+                        let next = now
                             + Duration::from_std(backoff(&settings, out.attempts))
                                 .unwrap_or_default();
                         let msg = e.to_string();
@@ -442,7 +444,7 @@ pub async fn run_once(
         });
     }
     let notified_holds = notify_holds(db, &mailer).await?;
-    let delivered = deliver(db, mailer, settings, concurrency, now.max(Utc::now())).await?;
+    let delivered = deliver(db, mailer, settings, concurrency, now).await?;
     Ok(RunReport {
         prepared,
         notified_holds,

@@ -10,7 +10,7 @@
 use super::config::StatementSettings;
 use crate::store::statements::{PeriodCall, PeriodData, PeriodEntry};
 use crate::subscriber::Subscriber;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart};
@@ -39,9 +39,10 @@ pub struct Summary {
     pub currency: String,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
-    /// First and last local day of the period.
-    pub first_day: String,
-    pub last_day: String,
+    /// The period's start and end in the subscriber's zone
+    /// (`2026-02-01 02:00 CET`): the end is exclusive.
+    pub starts: String,
+    pub ends: String,
     pub opening_balance: Decimal,
     pub call_count: u64,
     pub call_seconds: u64,
@@ -107,7 +108,6 @@ pub fn summarize(s: &Subscriber, data: &PeriodData, settings: &StatementSettings
     let (payments, credits, adjustments) =
         (sum_of("payment"), sum_of("credit"), sum_of("adjustment"));
     let entries_total: Decimal = data.entries.iter().map(|e| e.amount).sum();
-    let last = data.period.end - Duration::microseconds(1);
     Summary {
         subscriber_id: s.id,
         name: s.name.clone(),
@@ -115,13 +115,8 @@ pub fn summarize(s: &Subscriber, data: &PeriodData, settings: &StatementSettings
         currency: s.currency.to_string(),
         period_start: data.period.start,
         period_end: data.period.end,
-        first_day: data
-            .period
-            .start
-            .with_timezone(&tz)
-            .format("%Y-%m-%d")
-            .to_string(),
-        last_day: last.with_timezone(&tz).format("%Y-%m-%d").to_string(),
+        starts: local_minutes(data.period.start, tz),
+        ends: local_minutes(data.period.end, tz),
         opening_balance: data.opening_balance,
         call_count: count,
         call_seconds: secs,
@@ -152,6 +147,10 @@ fn duration(secs: u64) -> String {
     } else {
         format!("{m}:{s:02}")
     }
+}
+
+fn local_minutes(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 fn local(t: DateTime<Utc>, tz: Tz) -> String {
@@ -254,7 +253,7 @@ pub fn text(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
     let _ = writeln!(
         t,
         "Period: {} to {} ({})",
-        sum.first_day, sum.last_day, sum.time_zone
+        sum.starts, sum.ends, sum.time_zone
     );
     t.push('\n');
     let line = |t: &mut String, label: &str, v: Decimal| {
@@ -330,7 +329,7 @@ pub fn html(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
     let _ = writeln!(
         h,
         "</h1>\n<p>Period: {} to {} ({})</p>",
-        sum.first_day, sum.last_day, sum.time_zone
+        sum.starts, sum.ends, sum.time_zone
     );
     h.push_str("<table class=\"summary\">\n");
     let row = |h: &mut String, label: &str, v: Decimal, class: &str| {
@@ -428,14 +427,13 @@ pub fn render(
     let csv_body =
         Body::new_with_encoding(csv.clone().into_bytes(), ContentTransferEncoding::Base64)
             .map_err(|_| RenderError::Message("CSV body".into()))?;
-    let filename = format!("calls-{}-to-{}.csv", summary.first_day, summary.last_day);
+    let day = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d").to_string();
+    let (first, until) = (day(data.period.start), day(data.period.end));
+    let filename = format!("calls-{first}-to-{until}.csv");
     let message = Message::builder()
         .from(from.clone())
         .to(to.clone())
-        .subject(format!(
-            "Your statement {} to {}",
-            summary.first_day, summary.last_day
-        ))
+        .subject(format!("Your statement {first} to {until}"))
         .date(created.into())
         .message_id(Some(message_id.clone()))
         .multipart(
