@@ -122,7 +122,9 @@ pub enum Scope {
 
 /// Creates every statement due at `now`: for each subscriber, each period
 /// that ended at least `settle` before `now` and has no statement yet.
-/// Blocking (database work): call from `spawn_blocking` in async code.
+/// Subscribers are shared among a few threads (gathering and rendering run
+/// in parallel; the database serialises the inserts). Blocking (database
+/// work): call from `spawn_blocking` in async code.
 pub fn prepare(
     db: &Database,
     settings: &StatementSettings,
@@ -130,14 +132,60 @@ pub fn prepare(
     now: DateTime<Utc>,
     scope: Scope,
 ) -> Result<PrepareReport, StoreError> {
+    let (subs, own, last) = {
+        let mut conn = db.conn()?;
+        let conn = &mut *conn;
+        let subs = match scope {
+            Scope::All => subscribers::list(conn)?,
+            Scope::One(id) => vec![subscribers::get(conn, id)?],
+        };
+        (subs, stored::schedules(conn)?, stored::last_periods(conn)?)
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(subs.len().max(1));
+    let chunk = subs.len().div_ceil(workers).max(1);
+    let results: Vec<Result<PrepareReport, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = subs
+            .chunks(chunk)
+            .map(|part| {
+                let (own, last) = (&own, &last);
+                scope.spawn(move || prepare_some(db, part, own, last, settings, from, now))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::Invalid("a statement worker panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut report = PrepareReport::default();
+    for r in results {
+        let r = r?;
+        report.created.extend(r.created);
+        report.existing += r.existing;
+        report.held.extend(r.held);
+        report.errors.extend(r.errors);
+    }
+    report.created.sort_unstable();
+    Ok(report)
+}
+
+fn prepare_some(
+    db: &Database,
+    subs: &[Subscriber],
+    own: &std::collections::HashMap<i64, String>,
+    last: &std::collections::HashMap<i64, (Period, rust_decimal::Decimal)>,
+    settings: &StatementSettings,
+    from: &Mailbox,
+    now: DateTime<Utc>,
+) -> Result<PrepareReport, StoreError> {
     let mut conn = db.conn()?;
     let conn = &mut *conn;
-    let subs = match scope {
-        Scope::All => subscribers::list(conn)?,
-        Scope::One(id) => vec![subscribers::get(conn, id)?],
-    };
-    let own = stored::schedules(conn)?;
-    let last = stored::last_periods(conn)?;
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
     let mut report = PrepareReport::default();
     for s in subs {
@@ -151,7 +199,7 @@ pub fn prepare(
         };
         let result = prepare_one(
             conn,
-            &s,
+            s,
             &schedule,
             settings,
             from,

@@ -386,38 +386,39 @@ pub fn insert(
     let start = to_micros(new.period.start);
     let summary = serde_json::to_string(&new.summary)
         .map_err(|e| StoreError::Invalid(format!("summary: {e}")))?;
-    conn.transaction(|conn| {
-        if let Some(existing) = by_period(conn, new.subscriber_id, start)? {
-            return Ok(Created::Existing(existing));
-        }
-        let r = diesel::insert_into(st::table)
-            .values((
-                st::subscriber_id.eq(new.subscriber_id),
-                st::period_start.eq(start),
-                st::period_end.eq(to_micros(new.period.end)),
-                st::currency.eq(new.currency.as_str()),
-                st::opening_balance.eq(StoredMoney(new.opening_balance)),
-                st::closing_balance.eq(StoredMoney(new.closing_balance)),
-                st::summary.eq(&summary),
-                st::recipient.eq(&new.recipient),
-                st::message_id.eq(&new.message_id),
-                st::message.eq(&new.message),
-                st::status.eq(StatementStatus::Pending.as_str()),
-                st::attempts.eq(0),
-                st::next_attempt_at.eq(Some(to_micros(now))),
-                st::created_at.eq(to_micros(now)),
-            ))
-            .execute(conn);
-        match r {
-            Err(e) if is_unique_violation(&e) => {}
-            other => {
-                other?;
-            }
-        }
-        // Re-read: ours, or (after a unique violation) the one that won.
-        by_period(conn, new.subscriber_id, start)?
-            .map(Created::New)
-            .ok_or(StoreError::NotFound("statement"))
+    // One INSERT, no transaction around it: the first statement is the
+    // write (SQLite takes its lock at once instead of failing to upgrade a
+    // read), and a unique violation (the period's statement exists) leaves
+    // no aborted transaction behind in PostgreSQL.
+    let r = diesel::insert_into(st::table)
+        .values((
+            st::subscriber_id.eq(new.subscriber_id),
+            st::period_start.eq(start),
+            st::period_end.eq(to_micros(new.period.end)),
+            st::currency.eq(new.currency.as_str()),
+            st::opening_balance.eq(StoredMoney(new.opening_balance)),
+            st::closing_balance.eq(StoredMoney(new.closing_balance)),
+            st::summary.eq(&summary),
+            st::recipient.eq(&new.recipient),
+            st::message_id.eq(&new.message_id),
+            st::message.eq(&new.message),
+            st::status.eq(StatementStatus::Pending.as_str()),
+            st::attempts.eq(0),
+            st::next_attempt_at.eq(Some(to_micros(now))),
+            st::created_at.eq(to_micros(now)),
+        ))
+        .execute(conn);
+    let created = match r {
+        Ok(_) => true,
+        Err(e) if is_unique_violation(&e) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let stored =
+        by_period(conn, new.subscriber_id, start)?.ok_or(StoreError::NotFound("statement"))?;
+    Ok(if created {
+        Created::New(stored)
+    } else {
+        Created::Existing(stored)
     })
 }
 
@@ -703,8 +704,9 @@ pub fn set_schedule(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     conn.transaction(|conn| {
-        super::subscribers::get(conn, subscriber_id)?;
+        // The write first (see `insert`), then the check.
         diesel::delete(scheds::table.find(subscriber_id)).execute(conn)?;
+        super::subscribers::get(conn, subscriber_id)?;
         if let Some(s) = schedule {
             diesel::insert_into(scheds::table)
                 .values((
