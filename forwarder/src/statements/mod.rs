@@ -625,6 +625,108 @@ mod tests {
         assert_eq!(start, t("2027-01-01T01:00:00Z"));
     }
 
+    /// Period lengths across daylight-saving changes, table-driven: a local
+    /// month, week or day keeps its local boundaries, so its length in
+    /// hours changes with the clocks.
+    #[test]
+    fn period_lengths_across_daylight_saving_changes() {
+        let cases = [
+            // (schedule, zone, period start (UTC), its end (UTC), hours)
+            (
+                "0 0 2 1 * *",
+                "Europe/Berlin",
+                "2026-03-01T01:00:00Z",
+                "2026-04-01T00:00:00Z",
+                31 * 24 - 1,
+            ),
+            (
+                "0 0 2 1 * *",
+                "Europe/Berlin",
+                "2026-10-01T00:00:00Z",
+                "2026-11-01T01:00:00Z",
+                31 * 24 + 1,
+            ),
+            (
+                "0 0 2 1 * *",
+                "Europe/Berlin",
+                "2026-02-01T01:00:00Z",
+                "2026-03-01T01:00:00Z",
+                28 * 24,
+            ),
+            (
+                "0 0 0 1 * *",
+                "America/New_York",
+                "2026-03-01T05:00:00Z",
+                "2026-04-01T04:00:00Z",
+                31 * 24 - 1,
+            ),
+            (
+                "0 0 0 1 * *",
+                "America/New_York",
+                "2026-11-01T04:00:00Z",
+                "2026-12-01T05:00:00Z",
+                30 * 24 + 1,
+            ),
+            // Weekly on Mondays at 06:00: the week of 29 March is an hour short.
+            (
+                "0 0 6 * * Mon",
+                "Europe/Berlin",
+                "2026-03-23T05:00:00Z",
+                "2026-03-30T04:00:00Z",
+                7 * 24 - 1,
+            ),
+            // Daily at midnight: 29 March has 23 hours, 25 October 25.
+            (
+                "0 0 0 * * *",
+                "Europe/Berlin",
+                "2026-03-28T23:00:00Z",
+                "2026-03-29T22:00:00Z",
+                23,
+            ),
+            (
+                "0 0 0 * * *",
+                "Europe/Berlin",
+                "2026-10-24T22:00:00Z",
+                "2026-10-25T23:00:00Z",
+                25,
+            ),
+            // A zone without daylight saving.
+            (
+                "0 0 2 1 * *",
+                "Asia/Tokyo",
+                "2026-02-28T17:00:00Z",
+                "2026-03-31T17:00:00Z",
+                31 * 24,
+            ),
+        ];
+        for (expr, zone, start, end, hours) in cases {
+            let sch = Schedule::parse(expr).unwrap();
+            let tz: Tz = zone.parse().unwrap();
+            // The start is a fire time: the period of any instant inside
+            // starts there.
+            let mid = t(start) + Duration::hours(5);
+            assert_eq!(first_start(&sch, tz, mid), t(start), "{expr} {zone}");
+            let p = period_from(&sch, tz, t(start)).unwrap();
+            assert_eq!(p.end, t(end), "{expr} {zone} from {start}");
+            assert_eq!(
+                (p.end - p.start).num_hours(),
+                hours,
+                "{expr} {zone} from {start}"
+            );
+        }
+        // A local time that happens twice (02:30 on 25 October in Berlin)
+        // still gives periods that tile, each longer than zero.
+        let sch = Schedule::parse("0 30 2 * * *").unwrap();
+        let tz = chrono_tz::Europe::Berlin;
+        let mut start = t("2026-10-23T00:30:00Z");
+        for _ in 0..5 {
+            let p = period_from(&sch, tz, start).unwrap();
+            assert!(p.end > p.start);
+            start = p.end;
+        }
+        assert!(start >= t("2026-10-26T01:30:00Z"));
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_ceiling() {
         let s = config::StatementsSection {
