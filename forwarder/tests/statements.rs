@@ -1277,3 +1277,137 @@ both_backends!(
     subscriber_fetches_statements,
     super::subscriber_fetches_statements
 );
+
+/// `forwarder serve` with a schedule every two seconds: statements go out
+/// on schedule by themselves, across a restart, with periods that tile and
+/// each message received once.
+async fn serve_sends_on_schedule(backend: Backend) {
+    let Some(py) = python("serve_sends_on_schedule") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pg = match backend {
+        Backend::Postgres(admin) => Some(common::PgDb::create(&admin)),
+        Backend::Sqlite => None,
+    };
+    let bin = env!("CARGO_BIN_EXE_forwarder");
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .env_remove("FORWARDER_DATABASE_URL")
+            .env("FORWARDER_SMTP_PASSWORD", SMTP_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut init = vec!["init"];
+    if let Some(p) = &pg {
+        init.extend(["--database-url", p.url.as_str()]);
+    }
+    cli(&init);
+    let tls = test_tls(dir.path());
+    let smtp = Smtp::start(&py, &dir.path().join("mail"), &tls, 0, &[]);
+    let mut toml = std::fs::read_to_string(data.join("forwarder.toml")).unwrap_or_default();
+    toml.push_str(&format!(
+        r#"
+[statements]
+schedule = "*/2 * * * * *"
+settle_secs = 0
+check_every_secs = 1
+
+[mail]
+host = "127.0.0.1"
+port = {}
+tls = "starttls"
+tls_roots = "{}"
+username = "{SMTP_USER}"
+from = "billing@home.example"
+"#,
+        smtp.port,
+        tls.ca_pem.display()
+    ));
+    std::fs::write(data.join("forwarder.toml"), toml).unwrap();
+    cli(&[
+        "subscriber",
+        "add",
+        "--name",
+        "Ada",
+        "--email",
+        "ada@example.net",
+        "--time-zone",
+        "Europe/Berlin",
+        "--plan",
+        "standard",
+        "--currency",
+        "EUR",
+    ]);
+    let serve = |secs: u64| {
+        let mut child = Command::new(bin)
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--api-listen", "127.0.0.1:0"])
+            .env_remove("FORWARDER_DATABASE_URL")
+            .env("FORWARDER_SMTP_PASSWORD", SMTP_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("API listening"), "{line:?}");
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("statements scheduled: */2"), "{line:?}");
+        std::thread::sleep(Duration::from_secs(secs));
+        // SIGTERM: the run in progress finishes, then the process exits.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(child.wait().unwrap().success());
+    };
+    serve(5);
+    let first = smtp.messages().len();
+    assert!(first >= 1, "statements were sent on schedule");
+    std::thread::sleep(Duration::from_secs(2));
+    serve(4);
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&cli(&["statements", "list", "--limit", "1000"])).unwrap();
+    let mut periods: Vec<(String, String)> = listed
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "sent", "{s}");
+            (
+                s["period"]["start"].as_str().unwrap().to_string(),
+                s["period"]["end"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    periods.sort();
+    assert!(periods.len() >= 4, "{periods:?}");
+    for (start, end) in &periods {
+        // Fire times of the schedule: whole even seconds.
+        for t in [start, end] {
+            let t: DateTime<Utc> = t.parse().unwrap();
+            assert_eq!(t.timestamp_subsec_micros(), 0, "{t}");
+            assert_eq!(t.timestamp() % 2, 0, "{t}");
+        }
+    }
+    for w in periods.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "periods tile, across the restart too");
+    }
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), listed.len(), "each statement received once");
+    let mut ids: Vec<String> = msgs.iter().map(|(_, m)| parse(m).message_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), listed.len());
+    drop(pg);
+}
+both_backends!(serve_sends_on_schedule, super::serve_sends_on_schedule);

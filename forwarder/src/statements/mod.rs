@@ -57,13 +57,16 @@ use std::sync::Arc;
 
 /// The last fire time at or before `t` (in `tz`), if the schedule has one.
 pub fn fire_at_or_before(schedule: &Schedule, tz: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // Backwards from just after `t`; cron works in whole seconds, so the
+    // first fire found may still be after `t` (within its second).
     let after = (t + Duration::seconds(1)).with_timezone(&tz);
     schedule
         .cron()
         .after(&after)
-        .next_back()
+        .rev()
+        .take(3)
         .map(|f| f.with_timezone(&Utc))
-        .filter(|f| *f <= t)
+        .find(|f| *f <= t)
 }
 
 /// The first fire time strictly after `t` (in `tz`).
