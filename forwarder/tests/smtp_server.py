@@ -64,7 +64,8 @@ def main():
             and auth_data.login.decode() == a.auth[0]
             and auth_data.password.decode() == a.auth[1]
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 235 or 535 itself.
+        return AuthResult(success=ok, handled=False)
 
     ctx = None
     if a.tls:

@@ -222,7 +222,7 @@ tls_roots = "{roots}"
 username = "{SMTP_USER}"
 from = "Home Telecom Billing <billing@home.example>"
 operator = "noc@home.example"
-timeout_secs = 5
+timeout_secs = 2
 "#,
                 roots = self.tls.ca_pem.display()
             ),
@@ -1005,11 +1005,21 @@ async fn crash_between_render_and_send(backend: Backend) {
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap();
     child.wait().unwrap();
+    // A run left to itself gives up on the hung server in bounded time.
+    let (ok, r) = s.run("2026-03-02T12:00:00Z");
+    assert!(!ok);
+    assert!(
+        r["delivered"]["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish"),
+        "{r}"
+    );
     hung.stop();
 
     let dir = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(&py, &dir.path().join("mail"), &s.tls, port, &[]);
-    let (ok, r) = s.run("2026-03-02T12:00:00Z");
+    let (ok, r) = s.run("2026-03-02T12:05:00Z");
     assert!(ok, "{r}");
     let msgs = smtp.messages();
     assert_eq!(msgs.len(), 2, "both sent once after the crash");
@@ -1411,3 +1421,77 @@ from = "billing@home.example"
     drop(pg);
 }
 both_backends!(serve_sends_on_schedule, super::serve_sends_on_schedule);
+
+/// Implicit TLS (SMTPS) with AUTH, and a wrong password refused (the
+/// statement stays failed with the server's answer).
+async fn implicit_tls_and_wrong_password(backend: Backend) {
+    let Some(py) = python("implicit_tls_and_wrong_password") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Setup::new(backend, 0);
+    let smtp = Smtp::start(&py, &dir.path().join("mail"), &s.tls, 0, &["--implicit"]);
+    s.write_config(smtp.port);
+    let cfg = s.dir.path().join("forwarder.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("tls = \"starttls\"", "tls = \"implicit\"");
+    std::fs::write(&cfg, text).unwrap();
+    {
+        let mut c = s.conn();
+        let ada = subscribers::add(
+            &mut c,
+            &new_sub("Ada", "ada@example.net", "Europe/Berlin"),
+            t("2026-02-10T09:00:00Z"),
+        )
+        .unwrap()
+        .id;
+        call(
+            &mut c,
+            ada,
+            "2026-02-12T08:00:00Z",
+            61,
+            "+441632960001",
+            dec!(0.12),
+            "+15550100",
+            None,
+        );
+    }
+    // The wrong password: refused, kept for a retry.
+    let out = Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .arg("--data")
+        .arg(s.dir.path())
+        .args(["statements", "run", "--now", "2026-03-02T12:00:00Z"])
+        .env("FORWARDER_SMTP_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let failed = {
+        let mut c = s.conn();
+        stored::list(
+            &mut c,
+            &StatementQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(failed[0].status, StatementStatus::Failed);
+    assert!(
+        failed[0].last_error.as_deref().unwrap().contains("535"),
+        "{:?}",
+        failed[0].last_error
+    );
+    assert!(smtp.messages().is_empty());
+    // The right one, once due: sent over SMTPS.
+    let (ok, r) = s.run("2026-03-03T12:00:00Z");
+    assert!(ok, "{r}");
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(parse(&msgs[0].1).message_id, failed[0].message_id);
+}
+both_backends!(
+    implicit_tls_and_wrong_password,
+    super::implicit_tls_and_wrong_password
+);

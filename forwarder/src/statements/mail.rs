@@ -35,6 +35,9 @@ enum Inner {
 /// A ready transport.
 pub struct Mailer {
     inner: Inner,
+    /// Longest one message may take, all commands included: lettre's own
+    /// timeout bounds the connection, not a server that stops answering.
+    deadline: std::time::Duration,
     from: Mailbox,
     operator: Option<Mailbox>,
 }
@@ -54,6 +57,7 @@ impl Mailer {
         };
         Ok(Mailer {
             inner,
+            deadline: settings.timeout.saturating_mul(4),
             from,
             operator,
         })
@@ -82,10 +86,13 @@ impl Mailer {
                 let envelope =
                     lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to])
                         .map_err(|e| MailError::Send(e.to_string()))?;
-                t.send_raw(&envelope, message)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| MailError::Send(smtp_error(&e)))
+                match tokio::time::timeout(self.deadline, t.send_raw(&envelope, message)).await {
+                    Ok(r) => r.map(|_| ()).map_err(|e| MailError::Send(smtp_error(&e))),
+                    Err(_) => Err(MailError::Send(format!(
+                        "the mail server did not finish within {} s",
+                        self.deadline.as_secs()
+                    ))),
+                }
             }
             Inner::File(dir) => {
                 let dir = dir.clone();
