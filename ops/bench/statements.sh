@@ -30,4 +30,4 @@ read -r ready port <"$fifo"
 echo "==> aiosmtpd on 127.0.0.1:$port (pid $smtp)"
 
 STATEMENTS_BENCH_SMTP_PORT=$port cargo bench -p forwarder --bench statements
-echo "==> the server counted $(cat "$out/mail/count" 2>/dev/null || echo '<100') messages"
+echo "==> the server counted $(cat "$out/mail/count" 2>/dev/null || echo '<100') messages, using $(ps -o times= -p "$smtp" | tr -d ' ') s of CPU"

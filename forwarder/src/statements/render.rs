@@ -10,7 +10,7 @@
 use super::config::StatementSettings;
 use crate::store::statements::{PeriodCall, PeriodData, PeriodEntry};
 use crate::subscriber::Subscriber;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart};
@@ -150,13 +150,33 @@ fn duration(secs: u64) -> String {
 }
 
 fn local_minutes(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+    let l = t.with_timezone(&tz);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} {}",
+        l.year(),
+        l.month(),
+        l.day(),
+        l.hour(),
+        l.minute(),
+        l.offset()
+    )
 }
 
+/// `2026-02-12 09:01:01 CET`: written field by field, as `%Y-%m-%d
+/// %H:%M:%S %Z` would (strftime parses its pattern at every call, and a
+/// statement formats hundreds of times).
 fn local(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
-        .format("%Y-%m-%d %H:%M:%S %Z")
-        .to_string()
+    let l = t.with_timezone(&tz);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}",
+        l.year(),
+        l.month(),
+        l.day(),
+        l.hour(),
+        l.minute(),
+        l.second(),
+        l.offset()
+    )
 }
 
 /// Text from callers, safe for the plain-text part: no control characters.
@@ -489,4 +509,50 @@ pub fn parts(message: &str) -> Result<Parts, RenderError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written formatting is strftime's, across zones and
+    /// daylight-saving changes.
+    #[test]
+    fn local_times_match_strftime() {
+        let zones = [
+            "Europe/Berlin",
+            "America/New_York",
+            "Asia/Tokyo",
+            "UTC",
+            "Australia/Lord_Howe",
+        ];
+        let times = [
+            "2026-03-29T00:59:59Z",
+            "2026-03-29T01:00:00Z",
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:30:00Z",
+            "2026-11-01T06:00:00Z",
+            "0999-01-01T00:00:00Z",
+        ];
+        for z in zones {
+            let tz: Tz = z.parse().unwrap();
+            for t in times {
+                let t: DateTime<Utc> = t.parse().unwrap();
+                let l = t.with_timezone(&tz);
+                assert_eq!(local(t, tz), l.format("%Y-%m-%d %H:%M:%S %Z").to_string());
+                assert_eq!(
+                    local_minutes(t, tz),
+                    l.format("%Y-%m-%d %H:%M %Z").to_string()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn money_keeps_every_digit() {
+        assert_eq!(money(Decimal::new(5, 1)), "0.50");
+        assert_eq!(money(Decimal::new(1234, 3)), "1.234");
+        assert_eq!(money(Decimal::new(-110, 2)), "-1.10");
+        assert_eq!(money(Decimal::new(7, 0)), "7.00");
+    }
 }
