@@ -149,12 +149,15 @@ pub fn prepare(
         .clamp(1, 4)
         .min(subs.len().max(1));
     let chunk = subs.len().div_ceil(workers).max(1);
+    // One writer at a time from this process: SQLite admits one anyway,
+    // and a writer waiting in its busy handler sleeps for milliseconds.
+    let gate = std::sync::Mutex::new(());
     let results: Vec<Result<PrepareReport, StoreError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = subs
             .chunks(chunk)
             .map(|part| {
-                let (own, last) = (&own, &last);
-                scope.spawn(move || prepare_some(db, part, own, last, settings, from, now))
+                let (own, last, gate) = (&own, &last, &gate);
+                scope.spawn(move || prepare_some(db, part, own, last, settings, from, now, gate))
             })
             .collect();
         handles
@@ -178,6 +181,7 @@ pub fn prepare(
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn prepare_some(
     db: &Database,
     subs: &[Subscriber],
@@ -186,6 +190,7 @@ fn prepare_some(
     settings: &StatementSettings,
     from: &Mailbox,
     now: DateTime<Utc>,
+    gate: &std::sync::Mutex<()>,
 ) -> Result<PrepareReport, StoreError> {
     let mut conn = db.conn()?;
     let conn = &mut *conn;
@@ -210,6 +215,7 @@ fn prepare_some(
             now,
             last.get(&s.id).copied(),
             &mut report,
+            gate,
         );
         if let Err(e) = result {
             tracing::error!(subscriber = s.id, error = %e, "cannot prepare statements");
@@ -230,7 +236,9 @@ fn prepare_one(
     now: DateTime<Utc>,
     last: Option<(Period, rust_decimal::Decimal)>,
     report: &mut PrepareReport,
+    gate: &std::sync::Mutex<()>,
 ) -> Result<(), StoreError> {
+    let write = || gate.lock().unwrap_or_else(|p| p.into_inner());
     let tz = s.time_zone;
     let (mut start, mut opening) = match last {
         Some((p, closing)) => (p.end, Some(closing)),
@@ -256,6 +264,7 @@ fn prepare_one(
                     reason = %hold.reason,
                     "statement held back"
                 );
+                let _w = write();
                 stored::record_hold(conn, &hold, now)?;
                 report.held.push(hold);
                 return Ok(());
@@ -276,7 +285,12 @@ fn prepare_one(
             message_id: r.message_id,
             message: r.message,
         };
-        let stmt = match stored::insert(conn, &new, now)? {
+        let w = write();
+        let inserted = stored::insert(conn, &new, now);
+        let cleared = stored::clear_hold(conn, s.id, period.start);
+        drop(w);
+        cleared?;
+        let stmt = match inserted? {
             Created::New(st) => {
                 report.created.push(st.id);
                 st
@@ -286,7 +300,6 @@ fn prepare_one(
                 st
             }
         };
-        stored::clear_hold(conn, s.id, period.start)?;
         start = stmt.period.end;
         opening = Some(stmt.closing_balance);
     }
@@ -325,9 +338,12 @@ pub async fn deliver(
             return Ok(report);
         }
         let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        // Marks are written one at a time (see `prepare`).
+        let gate = Arc::new(std::sync::Mutex::new(()));
         let mut tasks = tokio::task::JoinSet::new();
         for out in batch {
             let (mailer, db, sem) = (mailer.clone(), db.clone(), sem.clone());
+            let (gate, gate2) = (gate.clone(), gate.clone());
             let settings = settings.clone();
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
@@ -342,6 +358,7 @@ pub async fn deliver(
                     Ok(()) => {
                         blocking(move || {
                             let mut c = db.conn()?;
+                            let _w = gate.lock().unwrap_or_else(|p| p.into_inner());
                             stored::mark_sent(&mut c, id, at)
                         })
                         .await?;
@@ -357,6 +374,7 @@ pub async fn deliver(
                         let m = msg.clone();
                         blocking(move || {
                             let mut c = db.conn()?;
+                            let _w = gate2.lock().unwrap_or_else(|p| p.into_inner());
                             stored::mark_failed(&mut c, id, &m, next)
                         })
                         .await?;
