@@ -10,9 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: SIPp (real SIP peer), the PostgreSQL server, and
-# openssl + curl (a provider enrolling with keys and CSRs made by OpenSSL).
-NEEDED_PKGS=(sip-tester postgresql openssl curl)
+# Debian packages the tests use: SIPp (real SIP peer), the PostgreSQL server,
+# openssl + curl (a provider enrolling with keys and CSRs made by OpenSSL), and
+# python3-aiosmtpd (the real SMTP server the statement tests send to).
+NEEDED_PKGS=(sip-tester postgresql openssl curl python3-aiosmtpd)
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${NEEDED_PKGS[@]}"; do have_pkg "$p" || missing+=("$p"); done

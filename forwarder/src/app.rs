@@ -212,6 +212,7 @@ pub struct Running {
     pub api_addr: SocketAddr,
     db: Database,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -224,6 +225,11 @@ impl Running {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    /// The registry `/metrics` serves (the statement scheduler reports here).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// A future-maker for parts that must stop with the server.
@@ -285,10 +291,11 @@ async fn start_inner(config: Config, signals: bool) -> Result<Running> {
     let api_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
     let state = AppState {
         db: db.clone(),
         root: Arc::new(root),
-        metrics: Arc::new(Metrics::new()),
+        metrics: metrics.clone(),
         config: config.clone(),
     };
     let app = api::router(state);
@@ -311,6 +318,7 @@ async fn start_inner(config: Config, signals: bool) -> Result<Running> {
         api_addr,
         db,
         config,
+        metrics,
         stop,
         task,
     })

@@ -99,6 +99,59 @@ pub enum Command {
     /// Issue credentials for the API.
     #[command(subcommand)]
     Credential(CredentialCmd),
+    /// Billing statements: run, list, show, resend; held periods; schedules.
+    #[command(subcommand)]
+    Statements(StatementsCmd),
+}
+
+#[derive(Subcommand)]
+pub enum StatementsCmd {
+    /// Create every statement due and send what is unsent (the same run
+    /// `forwarder serve` does on its schedule). Prints what it did.
+    Run {
+        /// Run as if it were this time (RFC 3339; default: now).
+        #[arg(long)]
+        now: Option<String>,
+        /// Only this subscriber.
+        #[arg(long)]
+        subscriber: Option<i64>,
+        /// Create and store the statements, send nothing.
+        #[arg(long)]
+        no_send: bool,
+    },
+    /// Statements, newest first.
+    List {
+        #[arg(long)]
+        subscriber: Option<i64>,
+        /// pending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One statement: its record (json), or a part of the stored message.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ShowFormat,
+    },
+    /// Send a statement again now: the same message, same Message-ID.
+    Resend { id: i64 },
+    /// Periods held back (a call open or unrated) and why.
+    Holds,
+    /// Set a subscriber's own schedule (cron expression), or `none` for the
+    /// deployment's.
+    Schedule { subscriber: i64, schedule: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ShowFormat {
+    Json,
+    Text,
+    Html,
+    Csv,
+    /// The whole message as sent (RFC 5322).
+    Eml,
 }
 
 #[derive(Args)]
@@ -442,6 +495,7 @@ pub fn operator(global: &Global, command: Command) -> Result<()> {
                 print(&cdrs::get(conn, id)?)
             }
         },
+        Command::Statements(cmd) => statements(global, conn, cmd, now),
         Command::Credential(CredentialCmd::Subscriber { id }) => {
             let token = credentials::issue_subscriber_token(conn, id, now)?;
             print(&serde_json::json!({ "subscriber_id": id, "token": token }))
@@ -450,6 +504,115 @@ pub fn operator(global: &Global, command: Command) -> Result<()> {
             subscribers::get(conn, id)?;
             let revoked = credentials::revoke_subscriber_tokens(conn, id, now)?;
             print(&serde_json::json!({ "subscriber_id": id, "revoked_tokens": revoked }))
+        }
+    }
+}
+
+fn statements(
+    global: &Global,
+    conn: &mut DbConnection,
+    cmd: StatementsCmd,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    use forwarder::statements::{self as st, config::Schedule, mail::Mailer, render};
+    use forwarder::store::statements::{self as stored, StatementQuery, StatementStatus};
+    match cmd {
+        StatementsCmd::Run {
+            now: at,
+            subscriber,
+            no_send,
+        } => {
+            let cfg = global.config()?;
+            let at = match at {
+                Some(v) => chrono::DateTime::parse_from_rfc3339(&v)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .with_context(|| format!("--now {v:?}: expected an RFC 3339 time"))?,
+                None => now,
+            };
+            let settings = cfg.statements.clone().unwrap_or(
+                forwarder::statements::config::StatementsSection::default()
+                    .resolve()
+                    .map_err(anyhow::Error::msg)?,
+            );
+            let scope = subscriber.map_or(st::Scope::All, st::Scope::One);
+            let concurrency = cfg.mail.concurrency;
+            let db = Database::open(&cfg.database_url, concurrency as u32 + 2)
+                .context("cannot open the database")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let report = rt.block_on(async {
+                let mailer = std::sync::Arc::new(Mailer::new(&cfg.mail)?);
+                let r =
+                    st::run_once(&db, mailer, &settings, concurrency, at, scope, !no_send).await?;
+                Ok::<_, anyhow::Error>(r)
+            })?;
+            let failed = report.delivered.failed.len();
+            print(&report)?;
+            if failed > 0 {
+                bail!("{failed} statement(s) not sent: they are retried by the next run");
+            }
+            Ok(())
+        }
+        StatementsCmd::List {
+            subscriber,
+            status,
+            limit,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some("pending") => Some(StatementStatus::Pending),
+                Some("sent") => Some(StatementStatus::Sent),
+                Some("failed") => Some(StatementStatus::Failed),
+                Some(o) => bail!("--status {o:?}: pending, sent or failed"),
+            };
+            print(&stored::list(
+                conn,
+                &StatementQuery {
+                    subscriber_id: subscriber,
+                    status,
+                    before: None,
+                    limit: limit.clamp(1, 100_000),
+                },
+            )?)
+        }
+        StatementsCmd::Show { id, format } => {
+            if let ShowFormat::Json = format {
+                return print(&stored::get(conn, id)?);
+            }
+            let message = stored::message(conn, id)?;
+            let out = match format {
+                ShowFormat::Eml => Some(message),
+                other => {
+                    let p = render::parts(&message)?;
+                    match other {
+                        ShowFormat::Text => p.text,
+                        ShowFormat::Html => p.html,
+                        _ => p.csv,
+                    }
+                }
+            };
+            let out = out.context("the stored message has no such part")?;
+            use std::io::Write;
+            std::io::stdout().write_all(out.as_bytes())?;
+            Ok(())
+        }
+        StatementsCmd::Resend { id } => print(&stored::resend(conn, id, now)?),
+        StatementsCmd::Holds => print(&stored::holds(conn)?),
+        StatementsCmd::Schedule {
+            subscriber,
+            schedule,
+        } => {
+            let value = match schedule.trim() {
+                "none" => None,
+                expr => Some(Schedule::parse(expr).map_err(anyhow::Error::msg)?),
+            };
+            stored::set_schedule(conn, subscriber, value.as_ref().map(Schedule::source), now)?;
+            print(&serde_json::json!({
+                "subscriber_id": subscriber,
+                "schedule": value.as_ref().map(Schedule::source),
+            }))
         }
     }
 }

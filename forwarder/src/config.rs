@@ -11,10 +11,12 @@
 //! | `[sip] listen` | `FORWARDER_SIP_LISTEN` | (no SIP without `[sip]`) |
 //! | `[central] central_url` | `FORWARDER_CENTRAL_URL` | |
 //! | `[central] enrollment_token` | `FORWARDER_ENROLLMENT_TOKEN` | |
+//! | `[mail]` SMTP password | `FORWARDER_SMTP_PASSWORD` | (or `password_file`) |
 //!
 //! The call path's tables (`[sip]`, `[central]`, `[routing]`, `[selection]`,
 //! `[media]`, `[plans.*]`, `[rounding.*]`) are described in
-//! [`crate::call_config`].
+//! [`crate::call_config`]; `[statements]` and `[mail]` in
+//! [`crate::statements::config`].
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -55,6 +57,9 @@ struct FileConfig {
     plans: std::collections::BTreeMap<String, crate::rating::PlanConfig>,
     #[serde(default)]
     rounding: std::collections::BTreeMap<String, crate::rating::Rounding>,
+    // Billing statements (see `crate::statements::config`).
+    statements: Option<crate::statements::config::StatementsSection>,
+    mail: Option<crate::statements::config::MailSection>,
 }
 
 /// Effective settings.
@@ -69,6 +74,12 @@ pub struct Config {
     pub pool_size: u32,
     /// The SIP call path; `None` when the file has no `[sip]` table.
     pub calls: Option<crate::call_config::CallConfig>,
+    /// The statement schedule; `None` when the file has no `[statements]`
+    /// table (then `forwarder serve` issues none; `forwarder statements run`
+    /// uses the default schedule).
+    pub statements: Option<crate::statements::config::StatementSettings>,
+    /// How mail is sent (default: `.eml` files in `DIR/outbox`).
+    pub mail: crate::statements::config::MailSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -98,6 +109,8 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             pool_size: 8,
             calls: None,
+            statements: None,
+            mail: crate::statements::config::MailSettings::defaults(data_dir),
         }
     }
 
@@ -144,6 +157,15 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        if let Some(st) = f.statements {
+            self.statements = Some(
+                st.resolve()
+                    .map_err(|m| parse_error(format!("[statements] {m}")))?,
+            );
+        }
+        if let Some(m) = f.mail {
+            self.mail = m.resolve(&self.data_dir).map_err(parse_error)?;
+        }
         match (f.sip, f.central) {
             (Some(sip), Some(central)) => {
                 let mut calls = crate::call_config::CallConfig {
@@ -200,6 +222,11 @@ impl Config {
         }
         if let Some(v) = get("FORWARDER_POOL_SIZE") {
             self.pool_size = parse("FORWARDER_POOL_SIZE", &v)?;
+        }
+        if let Some(v) = get("FORWARDER_SMTP_PASSWORD") {
+            if let crate::statements::config::Transport::Smtp(s) = &mut self.mail.transport {
+                s.password = Some(v);
+            }
         }
         if let Some(calls) = self.calls.as_mut() {
             if let Some(v) = get("FORWARDER_SIP_LISTEN") {

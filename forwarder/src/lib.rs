@@ -17,6 +17,9 @@
 //!    charge in one transaction. After a crash, [`store::cdrs::open_cdrs`]
 //!    lists what to close.
 //!
+//! 5. [`statements`] issues each subscriber's statement on a schedule and
+//!    e-mails it exactly once.
+//!
 //! [`app::init`] prepares a data directory and [`app::start`] runs the
 //! HTTPS API; the `forwarder` binary is a command line over both and over
 //! the store.
@@ -41,6 +44,7 @@ pub mod route_cache;
 pub mod rules;
 pub mod server;
 pub mod service;
+pub mod statements;
 pub mod store;
 pub mod subscriber;
 pub mod tls;

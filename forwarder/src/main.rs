@@ -9,6 +9,7 @@
 //! forwarder account payment|credit|adjust|show ...
 //! forwarder cdr list|show ...
 //! forwarder credential subscriber ID
+//! forwarder statements run|list|show|resend|holds|schedule ...
 //! ```
 //!
 //! The operator commands work on the database directly (the server need
@@ -106,12 +107,50 @@ fn serve(cfg: Config) -> Result<()> {
             }
             None => None,
         };
+        let scheduler = match &cfg.statements {
+            Some(settings) => {
+                let db = match &api {
+                    Some(a) => a.db().clone(),
+                    None => {
+                        let url = cfg.database_url.clone();
+                        let pool = cfg.pool_size;
+                        tokio::task::spawn_blocking(move || forwarder::db::Database::open(&url, pool))
+                            .await?
+                            .context("cannot open the database")?
+                    }
+                };
+                let metrics = api
+                    .as_ref()
+                    .map_or_else(|| std::sync::Arc::new(forwarder::metrics::Metrics::new()), |a| a.metrics().clone());
+                let mailer = std::sync::Arc::new(
+                    forwarder::statements::mail::Mailer::new(&cfg.mail).context("[mail]")?,
+                );
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let task = tokio::spawn(forwarder::statements::scheduler(
+                    db,
+                    mailer,
+                    settings.clone(),
+                    cfg.mail.concurrency,
+                    metrics,
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                ));
+                println!("statements scheduled: {}", settings.schedule.source());
+                Some((stop_tx, task))
+            }
+            None => None,
+        };
         match api {
             Some(running) => running.wait().await,
             None => forwarder::server::shutdown_signal().await,
         }
         if let Some(service) = service {
             service.shutdown();
+        }
+        if let Some((stop, task)) = scheduler {
+            let _ = stop.send(());
+            let _ = task.await;
         }
         Ok::<(), anyhow::Error>(())
     })

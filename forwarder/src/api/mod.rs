@@ -4,7 +4,8 @@
 //! of (method, path, handler) that `forwarder/openapi.yaml` must describe
 //! (a test checks it). Who may call what is decided in [`auth`]: the
 //! operator (client certificate from the forwarder's CA) everything, a
-//! subscriber (bearer token) only its own numbers, rules, calls and account.
+//! subscriber (bearer token) only its own numbers, rules, calls, account and
+//! statements.
 //! Every error is problem+json ([`crate::problem`]).
 
 pub mod account;
@@ -14,6 +15,7 @@ pub mod extract;
 pub mod numbers;
 pub mod ops;
 pub mod rules;
+pub mod statements;
 pub mod subscribers;
 
 use crate::config::Config;
@@ -115,6 +117,16 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             Method::POST,
             "/v1/subscribers/{id}/ledger",
             post(account::record),
+        ),
+        (
+            Method::GET,
+            "/v1/subscribers/{id}/statements",
+            get(statements::list),
+        ),
+        (
+            Method::GET,
+            "/v1/subscribers/{id}/statements/{statement_id}",
+            get(statements::show),
         ),
     ]
 }

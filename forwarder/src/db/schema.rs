@@ -112,6 +112,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::money::Money;
+
+    statements (id) {
+        id -> BigInt,
+        subscriber_id -> BigInt,
+        period_start -> BigInt,
+        period_end -> BigInt,
+        currency -> Text,
+        opening_balance -> Money,
+        closing_balance -> Money,
+        summary -> Text,
+        recipient -> Text,
+        message_id -> Text,
+        message -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    statement_schedules (subscriber_id) {
+        subscriber_id -> BigInt,
+        schedule -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    statement_holds (subscriber_id, period_start) {
+        subscriber_id -> BigInt,
+        period_start -> BigInt,
+        period_end -> BigInt,
+        reason -> Text,
+        first_seen_at -> BigInt,
+        last_seen_at -> BigInt,
+        notified_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(statements -> subscribers (subscriber_id));
 diesel::joinable!(numbers -> subscribers (subscriber_id));
 diesel::joinable!(forwarding_rules -> subscribers (subscriber_id));
 diesel::joinable!(ledger_entries -> subscribers (subscriber_id));
@@ -125,4 +171,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     cdrs,
     subscriber_tokens,
     operator_certificates,
+    statements,
+    statement_schedules,
+    statement_holds,
 );

@@ -12,6 +12,8 @@
 //! - [`ledger`]: the account ledger, balance, spend totals, [`ledger::standing`].
 //! - [`cdrs`]: call detail records: open at call start, progress, close and
 //!   charge in one transaction, open ones for crash recovery.
+//! - [`statements`]: billing statements (period contents, creation exactly
+//!   once, send state) and held periods.
 //! - [`credentials`]: subscribers' bearer tokens (hashed) and operator
 //!   certificates on record.
 //!
@@ -31,6 +33,7 @@ pub mod credentials;
 pub mod ledger;
 pub mod numbers;
 pub mod rules;
+pub mod statements;
 pub mod subscribers;
 
 use crate::db::schema::subscribers as subs;
