@@ -239,6 +239,14 @@ connect_fee = "0.05"
 first_increment = 60
 next_increment = 60
 markup_percent = "20"
+
+# Monthly statements, on the 1st at 02:00 in each subscriber's zone; without
+# a [mail] table they are written to $F/outbox/ as .eml files.
+[statements]
+schedule = "0 0 2 1 * *"
+[statements.destination_types]
+"44" = "United Kingdom"
+"1" = "North America"
 TOML
 export FORWARDER_DATA="$F"
 fwd() { "$FWD" "$@"; }
@@ -329,13 +337,22 @@ if [ "$CALLS" != "0" ]; then
         "$C/v1/settlements" | python3 ops/demo/report.py settlements
 
     say "a billing statement for Ada"
-    # PLACEHOLDER: render Ada's statement for this month to a local file here
-    # once the forwarder's `statements` command exists; until then, skipped.
-    if fwd statements --help >/dev/null 2>&1; then
-        note "placeholder: 'forwarder statements' exists; rendering a statement is not wired in yet:"
-        fwd statements --help | sed -n '1,5p' | sed 's/^/   /'
+    # This month's period ends on the 1st of next month at 02:00 in Ada's
+    # zone: the run is made as if it were just after that.
+    AFTER=$(date -u -d "$(date -u +%Y-%m-01) +1 month +3 hours" +%Y-%m-%dT%H:%M:%SZ)
+    note "the monthly statement run as it will happen at $AFTER (forwarder statements run --now)"
+    fwd statements run --now "$AFTER" --subscriber "$ADA" >"$DATA/statement-run.json"
+    SID=$(fwd statements list | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+rows = v.get("statements", v) if isinstance(v, dict) else v
+ada = [r for r in rows if str(r.get("subscriber_id")) == sys.argv[1]]
+print(ada[-1]["id"] if ada else "")' "$ADA")
+    if [[ -n "$SID" ]]; then
+        fwd statements show "$SID" --format text | sed 's/^/   /'
+        note "the e-mail as sent (HTML, text and a CSV of the calls): $(ls "$F"/outbox/statement."$SID".*.eml 2>/dev/null | head -n 1)"
     else
-        note "skipped: this forwarder has no 'statements' command yet"
+        note "no statement was created: see $DATA/statement-run.json"
     fi
 fi
 
