@@ -99,10 +99,11 @@ fn serve(cfg: Config) -> Result<()> {
                     }
                 };
                 let service = forwarder::service::start(calls, db).await?;
-                println!("SIP listening on udp {}", service.sip_addr());
+                // The metrics line first: scripts wait for the SIP line.
                 if let Some(addr) = service.metrics_addr {
                     println!("call metrics on http://{addr}/metrics");
                 }
+                println!("SIP listening on udp {}", service.sip_addr());
                 Some(service)
             }
             None => None,

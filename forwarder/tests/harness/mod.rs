@@ -153,14 +153,14 @@ markup_percent = "20"
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let sip = tokio::time::timeout(Duration::from_secs(60), async {
+            // Printed before the SIP line when [sip] metrics_listen is set.
+            let mut metrics = None;
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(a) = line.strip_prefix("call metrics on http://") {
+                    metrics = a.trim_end_matches("/metrics").parse::<SocketAddr>().ok();
+                }
                 if let Some(addr) = line.strip_prefix("SIP listening on udp ") {
                     let sip = addr.trim().parse::<SocketAddr>().ok()?;
-                    // Printed right after, when [sip] metrics_listen is set.
-                    let next = lines.next_line().await.ok().flatten().unwrap_or_default();
-                    let metrics = next
-                        .strip_prefix("call metrics on http://")
-                        .and_then(|a| a.trim_end_matches("/metrics").parse::<SocketAddr>().ok());
                     return Some((sip, metrics));
                 }
             }
