@@ -393,22 +393,33 @@ fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// Writes what `p` says in one UPDATE (fields it leaves out are kept) and
-/// stamps `updated_at`.
+/// The record is still in progress (open or answered).
+fn still_open() -> diesel::dsl::Or<
+    diesel::dsl::Eq<cdrs::status, &'static str>,
+    diesel::dsl::Eq<cdrs::status, &'static str>,
+> {
+    cdrs::status
+        .eq(CdrStatus::Open.as_str())
+        .or(cdrs::status.eq(CdrStatus::Answered.as_str()))
+}
+
+/// Writes what `p` says in one UPDATE of a record still in progress
+/// (fields it leaves out are kept) and stamps `updated_at`. Returns whether
+/// the record was in progress; the UPDATE also takes its row lock.
 fn apply_progress(
     conn: &mut DbConnection,
     id: &str,
     p: &CdrProgress,
     answered_status: bool,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let decision = json_text("decision", &p.decision)?;
     let attempts = json_text("attempts", &p.attempts)?;
     let answered = p
         .answered_at
         .filter(|_| answered_status)
         .map(|_| cdrs::status.eq(CdrStatus::Answered.as_str()));
-    diesel::update(cdrs::table.find(id))
+    let n = diesel::update(cdrs::table.find(id).filter(still_open()))
         .set((
             cdrs::updated_at.eq(to_micros(now)),
             p.target.map(|v| cdrs::target.eq(v.to_string())),
@@ -425,10 +436,13 @@ fn apply_progress(
                 .map(|v| cdrs::ticket_id.eq(clean_text(v, MAX_CALLER_LEN))),
         ))
         .execute(conn)?;
+    if n == 0 {
+        return Ok(false);
+    }
     if let Some(v) = p.last_media_at {
         media_seen_inner(conn, id, v)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Records what was learnt about a call in progress. Refused on a closed
@@ -455,23 +469,14 @@ pub fn note_progress(
 ) -> Result<(), StoreError> {
     let key = id.to_string();
     conn.transaction(|conn| {
-        // Only a record still open changes; the UPDATE also takes its lock.
-        let n = diesel::update(
-            cdrs::table.find(&key).filter(
-                cdrs::status
-                    .eq(CdrStatus::Open.as_str())
-                    .or(cdrs::status.eq(CdrStatus::Answered.as_str())),
-            ),
-        )
-        .set(cdrs::updated_at.eq(to_micros(now)))
-        .execute(conn)?;
-        if n == 0 {
+        if !apply_progress(conn, &key, progress, true, now)? {
+            // Closed, or no such record: tell which.
             get(conn, id)?;
             return Err(StoreError::Conflict(format!(
                 "call record {id} is already closed"
             )));
         }
-        apply_progress(conn, &key, progress, true, now)
+        Ok(())
     })
 }
 
@@ -499,11 +504,7 @@ pub fn media_seen(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> Resul
     let n = diesel::update(
         cdrs::table
             .find(id.to_string())
-            .filter(
-                cdrs::status
-                    .eq(CdrStatus::Open.as_str())
-                    .or(cdrs::status.eq(CdrStatus::Answered.as_str())),
-            )
+            .filter(still_open())
             .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
     )
     .set(cdrs::last_media_at.eq(t))
@@ -574,6 +575,7 @@ pub fn close_and_charge(
                 "ended_at is before the call was received".into(),
             ));
         }
+        // Open: checked above under the record's lock.
         apply_progress(conn, &key, &close.progress, false, now)?;
         let status: CdrStatus = close.status.into();
         diesel::update(cdrs::table.find(&key))
