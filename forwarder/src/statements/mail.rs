@@ -1,15 +1,15 @@
 //! Sending stored messages: SMTP (lettre, rustls; STARTTLS or implicit TLS,
-//! AUTH) or, for a single machine, `.eml` files in a directory.
+//! AUTH; see [`super::smtp`]) or, for a single machine, `.eml` files in a
+//! directory.
 //!
-//! A message is sent as the stored bytes (`send_raw`), so a retry repeats
+//! A message is sent as the stored bytes, so a retry repeats
 //! the very same message with the same Message-ID. `Ok` means the server
 //! answered 250 to the end of DATA (or the file was written and synced).
 
-use super::config::{MailSettings, SmtpSettings, TlsMode, Transport};
+use super::config::{MailSettings, SmtpSettings, Transport};
+use super::smtp::{SmtpClient, SmtpError};
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::Address;
 use std::path::{Path, PathBuf};
 
 /// Parses `Name <a@b>` or `a@b`.
@@ -28,7 +28,7 @@ pub enum MailError {
 }
 
 enum Inner {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpClient),
     File(PathBuf),
 }
 
@@ -53,7 +53,17 @@ impl Mailer {
             .map_err(MailError::Settings)?;
         let inner = match &settings.transport {
             Transport::File(dir) => Inner::File(dir.clone()),
-            Transport::Smtp(smtp) => Inner::Smtp(smtp_transport(smtp, settings)?),
+            Transport::Smtp(smtp) => Inner::Smtp(
+                SmtpClient::new(
+                    smtp,
+                    password(smtp)?,
+                    settings.timeout,
+                    settings.concurrency,
+                )
+                .map_err(|e| match e {
+                    SmtpError::Settings(m) | SmtpError::Send(m) => MailError::Settings(m),
+                })?,
+            ),
         };
         Ok(Mailer {
             inner,
@@ -86,8 +96,8 @@ impl Mailer {
                 let envelope =
                     lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to])
                         .map_err(|e| MailError::Send(e.to_string()))?;
-                match tokio::time::timeout(self.deadline, t.send_raw(&envelope, message)).await {
-                    Ok(r) => r.map(|_| ()).map_err(|e| MailError::Send(smtp_error(&e))),
+                match tokio::time::timeout(self.deadline, t.send(&envelope, message)).await {
+                    Ok(r) => r.map_err(|e| MailError::Send(e.to_string())),
                     Err(_) => Err(MailError::Send(format!(
                         "the mail server did not finish within {} s",
                         self.deadline.as_secs()
@@ -106,68 +116,15 @@ impl Mailer {
     }
 }
 
-/// lettre's errors, with the server's answer when there is one.
-fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// The SMTP password: from the environment (set by the loader) or a file.
+fn password(smtp: &SmtpSettings) -> Result<Option<String>, MailError> {
+    match (&smtp.password, &smtp.password_file) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|p| Some(p.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| MailError::Settings(format!("password_file {}: {e}", f.display()))),
+        (None, None) => Ok(None),
     }
-    s
-}
-
-fn smtp_transport(
-    smtp: &SmtpSettings,
-    settings: &MailSettings,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
-    let tls = match smtp.tls {
-        TlsMode::None => Tls::None,
-        mode => {
-            let mut params = TlsParameters::builder(smtp.host.clone());
-            if let Some(path) = &smtp.tls_roots {
-                let pem = std::fs::read(path).map_err(|e| {
-                    MailError::Settings(format!("tls_roots {}: {e}", path.display()))
-                })?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
-                    MailError::Settings(format!("tls_roots {}: {e}", path.display()))
-                })?;
-                params = params
-                    .certificate_store(CertificateStore::None)
-                    .add_root_certificate(cert);
-            }
-            let params = params
-                .build_rustls()
-                .map_err(|e| MailError::Settings(format!("TLS: {e}")))?;
-            match mode {
-                TlsMode::Implicit => Tls::Wrapper(params),
-                _ => Tls::Required(params),
-            }
-        }
-    };
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-        .port(smtp.port)
-        .tls(tls)
-        .timeout(Some(settings.timeout));
-    if let Some(user) = &smtp.username {
-        let password = match (&smtp.password, &smtp.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map_err(|e| MailError::Settings(format!("password_file {}: {e}", f.display())))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-            (None, None) => {
-                return Err(MailError::Settings(
-                    "username is set but no password (FORWARDER_SMTP_PASSWORD or password_file)"
-                        .into(),
-                ))
-            }
-        };
-        b = b.credentials(Credentials::new(user.clone(), password));
-    }
-    let pool = lettre::transport::smtp::PoolConfig::new().max_size(settings.concurrency as u32);
-    Ok(b.pool_config(pool).build())
 }
 
 /// A file name from a Message-ID: only safe characters.

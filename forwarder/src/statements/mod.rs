@@ -40,6 +40,7 @@
 pub mod config;
 pub mod mail;
 pub mod render;
+pub mod smtp;
 
 use crate::db::{Database, DbConnection};
 use crate::store::statements::{
