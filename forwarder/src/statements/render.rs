@@ -62,9 +62,6 @@ pub struct Rendered {
     pub summary: Summary,
     pub recipient: String,
     pub message_id: String,
-    pub text: String,
-    pub html: String,
-    pub csv: String,
     /// The whole message as sent.
     pub message: String,
 }
@@ -265,8 +262,34 @@ fn entry_label(kind: &str) -> &str {
     }
 }
 
+/// A call as the text and HTML parts show it, formatted once for both.
+pub struct Line<'a> {
+    pub call: &'a PeriodCall,
+    /// The end time in the subscriber's zone.
+    pub ended: String,
+    pub caller: String,
+    pub duration: String,
+    pub charge: String,
+}
+
+impl<'a> Line<'a> {
+    pub fn of(call: &'a PeriodCall, tz: Tz) -> Line<'a> {
+        Line {
+            call,
+            ended: local(call.ended_at, tz),
+            caller: caller_of(call),
+            duration: duration(call.billable_seconds),
+            charge: money(call.charge),
+        }
+    }
+
+    fn target(&self) -> &str {
+        self.call.target.as_deref().unwrap_or("-")
+    }
+}
+
 /// The plain-text part.
-pub fn text(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
+pub fn text(sum: &Summary, calls: &[Line], tz: Tz) -> String {
     let cur = &sum.currency;
     let mut t = String::with_capacity(1024 + calls.len() * 100);
     let _ = writeln!(t, "Statement for {}", plain(&sum.name));
@@ -296,13 +319,12 @@ pub fn text(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
     for c in calls {
         let _ = writeln!(
             t,
-            "{}  {}  to {}  {}  {} {}",
-            local(c.ended_at, tz),
-            plain(&caller_of(c)),
-            c.target.as_deref().unwrap_or("-"),
-            duration(c.billable_seconds),
-            cur,
-            money(c.charge)
+            "{}  {}  to {}  {}  {cur} {}",
+            c.ended,
+            plain(&c.caller),
+            c.target(),
+            c.duration,
+            c.charge
         );
     }
     t.push_str("\nPayments, credits and adjustments\n");
@@ -340,22 +362,24 @@ pub fn text(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
     t
 }
 
-/// The HTML part.
-pub fn html(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
+/// The HTML part. A call's cells are on lines of their own: with every
+/// line under 76 characters an ASCII part goes out as 7bit, as it is,
+/// instead of quoted-printable.
+pub fn html(sum: &Summary, calls: &[Line], tz: Tz) -> String {
     let cur = &sum.currency;
     let mut h = String::with_capacity(2048 + calls.len() * 200);
     h.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Statement</title></head><body>\n<h1>Statement for ");
     html_escape(&mut h, &sum.name);
     let _ = writeln!(
         h,
-        "</h1>\n<p>Period: {} to {} ({})</p>",
+        "</h1>\n<p>Period: {} to {}\n({})</p>",
         sum.starts, sum.ends, sum.time_zone
     );
     h.push_str("<table class=\"summary\">\n");
     let row = |h: &mut String, label: &str, v: Decimal, class: &str| {
         let _ = writeln!(
             h,
-            "<tr class=\"{class}\"><th>{label}</th><td>{cur} {}</td></tr>",
+            "<tr class=\"{class}\"><th>{label}</th>\n<td>{cur} {}</td></tr>",
             money(v)
         );
     };
@@ -370,23 +394,23 @@ pub fn html(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
     row(&mut h, "Credits", sum.credits, "credits");
     row(&mut h, "Adjustments", sum.adjustments, "adjustments");
     row(&mut h, "Closing balance", sum.closing_balance, "closing");
-    h.push_str("</table>\n<h2>Calls</h2>\n<table class=\"calls\">\n<tr><th>Ended</th><th>Caller</th><th>Forwarded to</th><th>Duration</th><th>Charge</th></tr>\n");
+    h.push_str("</table>\n<h2>Calls</h2>\n<table class=\"calls\">\n<tr><th>Ended</th><th>Caller</th><th>Forwarded to</th>\n<th>Duration</th><th>Charge</th></tr>\n");
     for c in calls {
-        let _ = write!(h, "<tr><td>{}</td><td>", local(c.ended_at, tz));
-        html_escape(&mut h, &caller_of(c));
+        let _ = write!(h, "<tr><td>{}</td>\n<td>", c.ended);
+        html_escape(&mut h, &c.caller);
         let _ = writeln!(
             h,
-            "</td><td>{}</td><td>{}</td><td>{cur} {}</td></tr>",
-            c.target.as_deref().unwrap_or("-"),
-            duration(c.billable_seconds),
-            money(c.charge)
+            "</td>\n<td>{}</td>\n<td>{}</td>\n<td>{cur} {}</td></tr>",
+            c.target(),
+            c.duration,
+            c.charge
         );
     }
     h.push_str("</table>\n<h2>Payments, credits and adjustments</h2>\n<table class=\"entries\">\n");
     for e in &sum.entries {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{cur} {}</td><td>",
+            "<tr><td>{}</td>\n<td>{}</td>\n<td>{cur} {}</td>\n<td>",
             local(e.created_at, tz),
             entry_label(&e.kind),
             money(e.amount)
@@ -400,7 +424,7 @@ pub fn html(sum: &Summary, calls: &[PeriodCall], tz: Tz) -> String {
         html_escape(&mut h, &d.kind);
         let _ = writeln!(
             h,
-            "</td><td>{} calls</td><td>{}</td><td>{cur} {}</td></tr>",
+            "</td>\n<td>{} calls</td>\n<td>{}</td>\n<td>{cur} {}</td></tr>",
             d.calls,
             duration(d.seconds),
             money(d.total)
@@ -437,16 +461,20 @@ pub fn render(
             RenderError::Recipient(s.id, s.email.clone(), e.to_string())
         })?;
     let to = Mailbox::new(Some(plain(&s.name)), to_addr);
-    let text = text(&summary, &data.calls, tz);
-    let html = html(&summary, &data.calls, tz);
+    let lines: Vec<Line> = data.calls.iter().map(|c| Line::of(c, tz)).collect();
+    // CRLF already: lettre inserts a CR before each bare LF one at a time,
+    // moving the rest of the part each time. (Neither part has a CR or LF
+    // of its own: caller text has its control characters replaced.)
+    let text = text(&summary, &lines, tz).replace('\n', "\r\n");
+    let html = html(&summary, &lines, tz).replace('\n', "\r\n");
+    drop(lines);
     let csv = csv(&data.calls, tz)?;
     let message_id = message_id(s.id, data.period.start, from);
     let msg_err = |e: &dyn std::fmt::Display| RenderError::Message(e.to_string());
     let csv_type = ContentType::parse("text/csv; charset=utf-8").map_err(|e| msg_err(&e))?;
     // Base64 keeps the attachment's bytes (CRLFs included) exactly.
-    let csv_body =
-        Body::new_with_encoding(csv.clone().into_bytes(), ContentTransferEncoding::Base64)
-            .map_err(|_| RenderError::Message("CSV body".into()))?;
+    let csv_body = Body::new_with_encoding(csv.into_bytes(), ContentTransferEncoding::Base64)
+        .map_err(|_| RenderError::Message("CSV body".into()))?;
     let day = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d").to_string();
     let (first, until) = (day(data.period.start), day(data.period.end));
     let filename = format!("calls-{first}-to-{until}.csv");
@@ -458,10 +486,7 @@ pub fn render(
         .message_id(Some(message_id.clone()))
         .multipart(
             MultiPart::mixed()
-                .multipart(MultiPart::alternative_plain_html(
-                    text.clone(),
-                    html.clone(),
-                ))
+                .multipart(MultiPart::alternative_plain_html(text, html))
                 .singlepart(Attachment::new(filename).body(csv_body, csv_type)),
         )
         .map_err(|e| msg_err(&e))?;
@@ -470,9 +495,6 @@ pub fn render(
         summary,
         recipient: to.email.to_string(),
         message_id,
-        text,
-        html,
-        csv,
         message,
     })
 }
@@ -545,6 +567,64 @@ mod tests {
                     l.format("%Y-%m-%d %H:%M %Z").to_string()
                 );
             }
+        }
+    }
+
+    /// A usual statement (ASCII, a longest-zone period line, six-figure
+    /// totals) keeps every HTML line short enough for 7bit.
+    #[test]
+    fn html_lines_fit_7bit() {
+        let tz: Tz = "America/Argentina/Buenos_Aires".parse().unwrap();
+        let t: DateTime<Utc> = "2026-02-12T09:01:01Z".parse().unwrap();
+        let call = PeriodCall {
+            id: uuid::Uuid::nil(),
+            received_at: t,
+            answered_at: Some(t),
+            ended_at: t,
+            caller_number: Some("+4930123456789".into()),
+            caller_name: Some("Max Mustermann".into()),
+            called_number: "+4930999999999".into(),
+            target: Some("+4915112345678".into()),
+            billable_seconds: 35_999,
+            charge: Decimal::new(123_456_789, 4),
+        };
+        let entry = PeriodEntry {
+            id: 1,
+            kind: "adjustment".into(),
+            amount: Decimal::new(-123_456_789, 4),
+            reason: Some("goodwill for the outage".into()),
+            created_at: t,
+        };
+        let big = Decimal::new(-123_456_789, 4);
+        let sum = Summary {
+            subscriber_id: 1,
+            name: "Max Mustermann".into(),
+            time_zone: tz.name().into(),
+            currency: "EUR".into(),
+            period_start: t,
+            period_end: t,
+            starts: local_minutes(t, tz),
+            ends: local_minutes(t, tz),
+            opening_balance: big,
+            call_count: 99_999,
+            call_seconds: 3_599_999,
+            call_charges: big,
+            payments: big,
+            credits: big,
+            adjustments: big,
+            closing_balance: big,
+            entries: vec![entry],
+            by_destination: vec![DestinationTotal {
+                kind: "Germany mobile".into(),
+                calls: 99_999,
+                seconds: 3_599_999,
+                total: big,
+            }],
+        };
+        let lines = [Line::of(&call, tz)];
+        let h = html(&sum, &lines, tz);
+        for l in h.lines() {
+            assert!(l.len() < 76, "{} characters: {l}", l.len());
         }
     }
 

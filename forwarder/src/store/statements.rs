@@ -176,13 +176,21 @@ pub fn gather(
     conn.transaction(|conn| {
         // A call received before the end and still open may yet end inside
         // the period (crash recovery ends it at its last sign of life).
-        let open: Vec<String> = cdrs::table
+        // By (subscriber, status): a subscriber has few open calls but
+        // all of history before `end`, so the received time is checked
+        // here. (An IN list would make diesel prepare the query anew at
+        // each run; SQLite turns these ORs into one.)
+        let open: Vec<(String, i64)> = cdrs::table
             .filter(cdrs::subscriber_id.eq(subscriber_id))
-            .filter(cdrs::status.eq_any(["open", "answered"]))
-            .filter(cdrs::received_at.lt(end))
-            .select(cdrs::id)
-            .limit(5)
+            .filter(cdrs::status.eq("open").or(cdrs::status.eq("answered")))
+            .select((cdrs::id, cdrs::received_at))
             .load(conn)?;
+        let open: Vec<String> = open
+            .into_iter()
+            .filter(|(_, received)| *received < end)
+            .map(|(id, _)| id)
+            .take(5)
+            .collect();
         if !open.is_empty() {
             return Ok(Gathered::Held(Hold {
                 subscriber_id,
@@ -252,7 +260,7 @@ pub fn gather(
         }
         let entry_rows: Vec<(i64, String, StoredMoney, Option<String>, i64)> = le::table
             .filter(le::subscriber_id.eq(subscriber_id))
-            .filter(le::kind.ne("call_charge"))
+            .filter(not_a_charge())
             .filter(le::created_at.ge(start))
             .filter(le::created_at.lt(end))
             .order(le::id)
@@ -283,6 +291,21 @@ pub fn gather(
     })
 }
 
+/// Ledger entries that are not call charges, as equalities on the kind so
+/// that the (subscriber, kind, created_at) index serves the time range.
+fn not_a_charge() -> diesel::dsl::Or<
+    diesel::dsl::Or<
+        diesel::dsl::Eq<le::kind, &'static str>,
+        diesel::dsl::Eq<le::kind, &'static str>,
+    >,
+    diesel::dsl::Eq<le::kind, &'static str>,
+> {
+    le::kind
+        .eq("payment")
+        .or(le::kind.eq("credit"))
+        .or(le::kind.eq("adjustment"))
+}
+
 /// The balance at `before` (micros) by the period rule: entries created
 /// before it, and charges of calls that ended before it.
 fn balance_before(
@@ -292,15 +315,18 @@ fn balance_before(
 ) -> Result<Decimal, StoreError> {
     let others: Vec<StoredMoney> = le::table
         .filter(le::subscriber_id.eq(subscriber_id))
-        .filter(le::kind.ne("call_charge"))
+        .filter(not_a_charge())
         .filter(le::created_at.lt(before))
         .select(le::amount)
         .load(conn)?;
-    let charges: Vec<StoredMoney> = le::table
-        .inner_join(cdrs::table.on(cdrs::id.nullable().eq(le::cdr_id)))
-        .filter(le::subscriber_id.eq(subscriber_id))
-        .filter(le::kind.eq("call_charge"))
+    // From the calls that ended before (by the (subscriber, ended_at)
+    // index) to their charges: a subscriber's first statement reads only
+    // what precedes its period.
+    let charges: Vec<StoredMoney> = cdrs::table
+        .inner_join(le::table.on(le::idempotency_key.eq(cdrs::id)))
+        .filter(cdrs::subscriber_id.eq(subscriber_id))
         .filter(cdrs::ended_at.lt(before))
+        .filter(le::kind.eq("call_charge"))
         .select(le::amount)
         .load(conn)?;
     Ok(others.iter().chain(&charges).map(|m| m.0).sum())
@@ -372,8 +398,17 @@ pub fn last_periods(
 /// Whether [`insert`] stored a new statement or found the period's one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
-    New(Statement),
-    Existing(Statement),
+    New(Issued),
+    Existing(Issued),
+}
+
+/// What the next period needs of a stored statement (the message itself is
+/// not read back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issued {
+    pub id: i64,
+    pub period: Period,
+    pub closing_balance: Decimal,
 }
 
 /// Stores a statement; the period's existing one is returned untouched
@@ -413,8 +448,21 @@ pub fn insert(
         Err(e) if is_unique_violation(&e) => false,
         Err(e) => return Err(e.into()),
     };
-    let stored =
-        by_period(conn, new.subscriber_id, start)?.ok_or(StoreError::NotFound("statement"))?;
+    let (id, period_end, closing): (i64, i64, StoredMoney) = st::table
+        .filter(st::subscriber_id.eq(new.subscriber_id))
+        .filter(st::period_start.eq(start))
+        .select((st::id, st::period_end, st::closing_balance))
+        .get_result(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("statement"))?;
+    let stored = Issued {
+        id,
+        period: Period {
+            start: new.period.start,
+            end: time_of(period_end)?,
+        },
+        closing_balance: closing.0,
+    };
     Ok(if created {
         Created::New(stored)
     } else {
@@ -504,20 +552,6 @@ fn statement_of(r: StatementRow) -> Result<Statement, DbError> {
         created_at: time_of(created)?,
         sent_at: sent.map(time_of).transpose()?,
     })
-}
-
-fn by_period(
-    conn: &mut DbConnection,
-    subscriber_id: i64,
-    start: i64,
-) -> Result<Option<Statement>, StoreError> {
-    let row: Option<StatementRow> = st::table
-        .filter(st::subscriber_id.eq(subscriber_id))
-        .filter(st::period_start.eq(start))
-        .select(statement_columns!())
-        .first(conn)
-        .optional()?;
-    Ok(row.map(statement_of).transpose()?)
 }
 
 /// One statement.
