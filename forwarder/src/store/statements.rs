@@ -293,13 +293,9 @@ pub fn gather(
 
 /// Ledger entries that are not call charges, as equalities on the kind so
 /// that the (subscriber, kind, created_at) index serves the time range.
-fn not_a_charge() -> diesel::dsl::Or<
-    diesel::dsl::Or<
-        diesel::dsl::Eq<le::kind, &'static str>,
-        diesel::dsl::Eq<le::kind, &'static str>,
-    >,
-    diesel::dsl::Eq<le::kind, &'static str>,
-> {
+type KindIs = diesel::dsl::Eq<le::kind, &'static str>;
+
+fn not_a_charge() -> diesel::dsl::Or<diesel::dsl::Or<KindIs, KindIs>, KindIs> {
     le::kind
         .eq("payment")
         .or(le::kind.eq("credit"))
