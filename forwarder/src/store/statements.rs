@@ -291,10 +291,10 @@ pub fn gather(
     })
 }
 
-/// Ledger entries that are not call charges, as equalities on the kind so
-/// that the (subscriber, kind, created_at) index serves the time range.
 type KindIs = diesel::dsl::Eq<le::kind, &'static str>;
 
+/// Ledger entries that are not call charges, as equalities on the kind so
+/// that the (subscriber, kind, created_at) index serves the time range.
 fn not_a_charge() -> diesel::dsl::Or<diesel::dsl::Or<KindIs, KindIs>, KindIs> {
     le::kind
         .eq("payment")
