@@ -44,7 +44,7 @@ pub mod smtp;
 
 use crate::db::{Database, DbConnection};
 use crate::store::statements::{
-    self as stored, Created, Gathered, Hold, NewStatement, Period, StoredHold,
+    self as stored, Created, Gathered, Hold, Issued, NewStatement, Period, StoredHold,
 };
 use crate::store::{subscribers, StoreError};
 use crate::subscriber::{Subscriber, SubscriberStatus};
@@ -124,11 +124,27 @@ pub enum Scope {
     One(i64),
 }
 
+/// Statements stored per transaction: fewer commits, while a call-path
+/// writer waits at most a few milliseconds for its turn.
+const WRITE_BATCH: usize = 8;
+
+/// What the workers hand to the writer.
+enum ToWrite {
+    /// `reply`: the worker waits for the stored statement (it has a next
+    /// period to prepare, which opens with this one's closing balance).
+    Statement {
+        new: NewStatement,
+        reply: Option<std::sync::mpsc::SyncSender<Result<Issued, StoreError>>>,
+    },
+    Hold(Hold),
+}
+
 /// Creates every statement due at `now`: for each subscriber, each period
 /// that ended at least `settle` before `now` and has no statement yet.
-/// Subscribers are shared among a few threads (gathering and rendering run
-/// in parallel; the database serialises the inserts). Blocking (database
-/// work): call from `spawn_blocking` in async code.
+/// Subscribers are shared among a few threads that gather and render; one
+/// more stores what they made, a few statements per transaction, so the
+/// others never wait for the disk. Blocking (database work): call from
+/// `spawn_blocking` in async code.
 pub fn prepare(
     db: &Database,
     settings: &StatementSettings,
@@ -150,17 +166,18 @@ pub fn prepare(
         .clamp(1, 4)
         .min(subs.len().max(1));
     let chunk = subs.len().div_ceil(workers).max(1);
-    // One writer at a time from this process: SQLite admits one anyway,
-    // and a writer waiting in its busy handler sleeps for milliseconds.
-    let gate = std::sync::Mutex::new(());
     let results: Vec<Result<PrepareReport, StoreError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = subs
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ToWrite>(WRITE_BATCH * 2);
+        let writer = scope.spawn(move || Ok(write_all(db, rx, now)));
+        let mut handles: Vec<_> = subs
             .chunks(chunk)
             .map(|part| {
-                let (own, last, gate) = (&own, &last, &gate);
-                scope.spawn(move || prepare_some(db, part, own, last, settings, from, now, gate))
+                let (own, last, tx) = (&own, &last, tx.clone());
+                scope.spawn(move || prepare_some(db, part, own, last, settings, from, now, tx))
             })
             .collect();
+        drop(tx);
+        handles.push(writer);
         handles
             .into_iter()
             .map(|h| {
@@ -182,6 +199,86 @@ pub fn prepare(
     Ok(report)
 }
 
+/// The writer: stores what arrives, up to [`WRITE_BATCH`] statements per
+/// transaction, until every worker is done.
+fn write_all(
+    db: &Database,
+    rx: std::sync::mpsc::Receiver<ToWrite>,
+    now: DateTime<Utc>,
+) -> PrepareReport {
+    let mut report = PrepareReport::default();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (mut news, mut replies) = (Vec::with_capacity(batch.len()), Vec::new());
+        for job in batch {
+            match job {
+                ToWrite::Statement { new, reply } => {
+                    news.push(new);
+                    replies.push(reply);
+                }
+                ToWrite::Hold(hold) => {
+                    let r = db
+                        .write(|c| stored::record_hold(c, &hold, now))
+                        .map_err(StoreError::from)
+                        .and_then(|r| r);
+                    if let Err(e) = r {
+                        report
+                            .errors
+                            .push(format!("subscriber {}: {e}", hold.subscriber_id));
+                    }
+                }
+            }
+        }
+        let stored = match insert(db, &news, now) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            // One bad statement fails its batch: each again on its own.
+            Err(_) if news.len() > 1 => news
+                .iter()
+                .map(|n| insert(db, std::slice::from_ref(n), now).map(|mut v| v.remove(0)))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        for ((new, reply), r) in news.iter().zip(replies).zip(stored) {
+            let issued = match r {
+                Ok(Created::New(st)) => {
+                    report.created.push(st.id);
+                    Ok(st)
+                }
+                Ok(Created::Existing(st)) => {
+                    report.existing += 1;
+                    Ok(st)
+                }
+                Err(e) => {
+                    tracing::error!(subscriber = new.subscriber_id, error = %e, "cannot store a statement");
+                    report
+                        .errors
+                        .push(format!("subscriber {}: {e}", new.subscriber_id));
+                    Err(e)
+                }
+            };
+            if let Some(reply) = reply {
+                // A worker that stopped waiting has nothing left to do.
+                let _ = reply.send(issued);
+            }
+        }
+    }
+    report
+}
+
+fn insert(
+    db: &Database,
+    news: &[NewStatement],
+    now: DateTime<Utc>,
+) -> Result<Vec<Created>, StoreError> {
+    db.write(|c| stored::insert_all(c, news, now))?
+}
+
 #[allow(clippy::too_many_arguments)]
 fn prepare_some(
     db: &Database,
@@ -191,7 +288,7 @@ fn prepare_some(
     settings: &StatementSettings,
     from: &Mailbox,
     now: DateTime<Utc>,
-    gate: &std::sync::Mutex<()>,
+    writer: std::sync::mpsc::SyncSender<ToWrite>,
 ) -> Result<PrepareReport, StoreError> {
     let mut conn = db.conn()?;
     let conn = &mut *conn;
@@ -216,7 +313,7 @@ fn prepare_some(
             now,
             last.get(&s.id).copied(),
             &mut report,
-            gate,
+            &writer,
         );
         if let Err(e) = result {
             tracing::error!(subscriber = s.id, error = %e, "cannot prepare statements");
@@ -237,25 +334,24 @@ fn prepare_one(
     now: DateTime<Utc>,
     last: Option<(Period, rust_decimal::Decimal)>,
     report: &mut PrepareReport,
-    gate: &std::sync::Mutex<()>,
+    writer: &std::sync::mpsc::SyncSender<ToWrite>,
 ) -> Result<(), StoreError> {
-    let write = || gate.lock().unwrap_or_else(|p| p.into_inner());
+    let stopped = || StoreError::Invalid("the statement writer stopped".into());
     let tz = s.time_zone;
     let (mut start, mut opening) = match last {
         Some((p, closing)) => (p.end, Some(closing)),
         None => (first_start(schedule, tz, s.created_at), None),
     };
+    // A period is due when it ended by `issue_until`; a closed account gets
+    // statements up to its closing, not for ever.
+    let due = |p: &Period| {
+        p.end <= issue_until && !(s.status == SubscriberStatus::Closed && p.start > s.updated_at)
+    };
+    let mut period = match period_from(schedule, tz, start) {
+        Some(p) if due(&p) => p,
+        _ => return Ok(()),
+    };
     loop {
-        let Some(period) = period_from(schedule, tz, start) else {
-            return Ok(());
-        };
-        if period.end > issue_until {
-            return Ok(());
-        }
-        // A closed account gets statements up to its closing, not for ever.
-        if s.status == SubscriberStatus::Closed && period.start > s.updated_at {
-            return Ok(());
-        }
         let data = match stored::gather(conn, s.id, period, opening)? {
             Gathered::Ready(d) => d,
             Gathered::Held(hold) => {
@@ -265,9 +361,8 @@ fn prepare_one(
                     reason = %hold.reason,
                     "statement held back"
                 );
-                let _w = write();
-                stored::record_hold(conn, &hold, now)?;
-                report.held.push(hold);
+                report.held.push(hold.clone());
+                writer.send(ToWrite::Hold(hold)).map_err(|_| stopped())?;
                 return Ok(());
             }
         };
@@ -286,23 +381,34 @@ fn prepare_one(
             message_id: r.message_id,
             message: r.message,
         };
-        let w = write();
-        let inserted = stored::insert(conn, &new, now);
-        let cleared = stored::clear_hold(conn, s.id, period.start);
-        drop(w);
-        cleared?;
-        let stmt = match inserted? {
-            Created::New(st) => {
-                report.created.push(st.id);
-                st
-            }
-            Created::Existing(st) => {
-                report.existing += 1;
-                st
-            }
+        if period_from(schedule, tz, period.end).filter(&due).is_none() {
+            // The last due period: the writer reports how it went.
+            writer
+                .send(ToWrite::Statement { new, reply: None })
+                .map_err(|_| stopped())?;
+            return Ok(());
+        }
+        // The next period opens with this one's closing balance as stored
+        // (another run may have stored it first).
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        writer
+            .send(ToWrite::Statement {
+                new,
+                reply: Some(reply),
+            })
+            .map_err(|_| stopped())?;
+        let stmt = match answer.recv() {
+            Ok(Ok(stmt)) => stmt,
+            // The writer reported it.
+            Ok(Err(_)) => return Ok(()),
+            Err(_) => return Err(stopped()),
         };
         start = stmt.period.end;
         opening = Some(stmt.closing_balance);
+        period = match period_from(schedule, tz, start) {
+            Some(p) if due(&p) => p,
+            _ => return Ok(()),
+        };
     }
 }
 

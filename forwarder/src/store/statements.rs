@@ -407,24 +407,47 @@ pub struct Issued {
     pub closing_balance: Decimal,
 }
 
-/// Stores a statement; the period's existing one is returned untouched
-/// when there is one (a second run, a run racing another).
-pub fn insert(
+/// Stores statements in one transaction, clearing each one's hold. A
+/// period whose statement exists already (a second run, a run racing
+/// another) keeps it: that insert alone is undone (a savepoint) and the
+/// stored one is returned.
+pub fn insert_all(
+    conn: &mut DbConnection,
+    news: &[NewStatement],
+    now: DateTime<Utc>,
+) -> Result<Vec<Created>, StoreError> {
+    conn.transaction(|conn| {
+        news.iter()
+            .map(|new| {
+                let r = conn.transaction(|c| insert_row(c, new, now));
+                let created = match r {
+                    Ok(()) => true,
+                    Err(StoreError::Db(DbError::Query(e))) if is_unique_violation(&e) => false,
+                    Err(e) => return Err(e),
+                };
+                clear_hold(conn, new.subscriber_id, new.period.start)?;
+                let stored = issued(conn, new)?;
+                Ok(if created {
+                    Created::New(stored)
+                } else {
+                    Created::Existing(stored)
+                })
+            })
+            .collect()
+    })
+}
+
+fn insert_row(
     conn: &mut DbConnection,
     new: &NewStatement,
     now: DateTime<Utc>,
-) -> Result<Created, StoreError> {
-    let start = to_micros(new.period.start);
+) -> Result<(), StoreError> {
     let summary = serde_json::to_string(&new.summary)
         .map_err(|e| StoreError::Invalid(format!("summary: {e}")))?;
-    // One INSERT, no transaction around it: the first statement is the
-    // write (SQLite takes its lock at once instead of failing to upgrade a
-    // read), and a unique violation (the period's statement exists) leaves
-    // no aborted transaction behind in PostgreSQL.
-    let r = diesel::insert_into(st::table)
+    diesel::insert_into(st::table)
         .values((
             st::subscriber_id.eq(new.subscriber_id),
-            st::period_start.eq(start),
+            st::period_start.eq(to_micros(new.period.start)),
             st::period_end.eq(to_micros(new.period.end)),
             st::currency.eq(new.currency.as_str()),
             st::opening_balance.eq(StoredMoney(new.opening_balance)),
@@ -438,31 +461,26 @@ pub fn insert(
             st::next_attempt_at.eq(Some(to_micros(now))),
             st::created_at.eq(to_micros(now)),
         ))
-        .execute(conn);
-    let created = match r {
-        Ok(_) => true,
-        Err(e) if is_unique_violation(&e) => false,
-        Err(e) => return Err(e.into()),
-    };
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The stored statement of `new`'s period (the message is not read back).
+fn issued(conn: &mut DbConnection, new: &NewStatement) -> Result<Issued, StoreError> {
     let (id, period_end, closing): (i64, i64, StoredMoney) = st::table
         .filter(st::subscriber_id.eq(new.subscriber_id))
-        .filter(st::period_start.eq(start))
+        .filter(st::period_start.eq(to_micros(new.period.start)))
         .select((st::id, st::period_end, st::closing_balance))
         .get_result(conn)
         .optional()?
         .ok_or(StoreError::NotFound("statement"))?;
-    let stored = Issued {
+    Ok(Issued {
         id,
         period: Period {
             start: new.period.start,
             end: time_of(period_end)?,
         },
         closing_balance: closing.0,
-    };
-    Ok(if created {
-        Created::New(stored)
-    } else {
-        Created::Existing(stored)
     })
 }
 
