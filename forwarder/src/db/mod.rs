@@ -86,10 +86,13 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Setup {
             // WAL lets readers run beside the single writer; NORMAL is safe
             // with WAL (a crash loses at most the last commits, never
             // corrupts). busy_timeout makes concurrent writers wait instead
-            // of failing at once.
+            // of failing at once. Checkpoints are the checkpointer's
+            // ([`Checkpointer`]); the automatic one stays only as a bound
+            // on the WAL's size should that thread fall behind.
             c.batch_execute(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA wal_autocheckpoint = 10000;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
@@ -107,6 +110,45 @@ pub struct Database {
     /// tries. Queueing the call path's writers here wakes the next one the
     /// moment the previous commits (PostgreSQL: row locks, no queue).
     writer: Arc<Mutex<()>>,
+    /// SQLite file: checkpoints in a thread of its own, stopped when the
+    /// last clone is dropped.
+    _checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed pages from the WAL into the database file, off every
+/// caller's path. SQLite's automatic checkpoint runs inside the commit that
+/// crosses 1,000 WAL pages, fsyncs the file, and on the call path that
+/// commit is a caller waiting for the INVITE to go out. A PASSIVE
+/// checkpoint takes no lock that writers or readers wait for.
+struct Checkpointer {
+    /// Dropped with the last `Database`: the thread sees the channel close.
+    _stop: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &str) -> Result<Arc<Checkpointer>, DbError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut conn =
+            SqliteConnection::establish(path).map_err(|e| DbError::Open(e.to_string()))?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000;")?;
+        let (stop, stopped) = std::sync::mpsc::sync_channel::<()>(0);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; the next one retries");
+                }
+            })
+            .map_err(|e| DbError::Open(format!("checkpoint thread: {e}")))?;
+        Ok(Arc::new(Checkpointer { _stop: stop }))
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -131,17 +173,22 @@ impl Database {
         let mut first = establish(backend, &url)?;
         run_migrations(&mut first)?;
         drop(first);
-        let manager = ConnectionManager::<DbConnection>::new(url);
+        let manager = ConnectionManager::<DbConnection>::new(url.clone());
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(Setup))
             .build(manager)
             .map_err(|e| DbError::Open(e.to_string()))?;
+        let checkpointer = match backend {
+            Backend::Sqlite if !url.contains(":memory:") => Some(Checkpointer::start(&url)?),
+            _ => None,
+        };
         Ok(Database {
             pool,
             backend,
             writer: Arc::new(Mutex::new(())),
+            _checkpointer: checkpointer,
         })
     }
 

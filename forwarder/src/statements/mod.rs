@@ -161,9 +161,11 @@ pub fn prepare(
         };
         (subs, stored::schedules(conn)?, stored::last_periods(conn)?)
     };
+    // One more worker than cores: a worker also waits (page reads, its
+    // turn to hand over to the writer), and the spare one fills that time.
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4)
+        .map_or(1, |n| n.get() + 1)
+        .clamp(1, 5)
         .min(subs.len().max(1));
     let chunk = subs.len().div_ceil(workers).max(1);
     let results: Vec<Result<PrepareReport, StoreError>> = std::thread::scope(|scope| {

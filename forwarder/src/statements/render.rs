@@ -207,18 +207,18 @@ fn caller_of(c: &PeriodCall) -> String {
 }
 
 /// A CSV cell a spreadsheet will not run as a formula.
-fn inert(s: &str) -> String {
+fn inert(s: &str) -> std::borrow::Cow<'_, str> {
     match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
-        _ => s.to_string(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
     }
 }
 
 /// The calls as CSV (header line first, CRLF line ends).
-pub fn csv(calls: &[PeriodCall], tz: Tz) -> Result<String, RenderError> {
+pub fn csv(calls: &[Line], tz: Tz) -> Result<String, RenderError> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::with_capacity(64 + calls.len() * 120));
+        .from_writer(Vec::with_capacity(64 + calls.len() * 160));
     let err = |e: csv::Error| RenderError::Message(e.to_string());
     w.write_record([
         "call_id",
@@ -232,18 +232,20 @@ pub fn csv(calls: &[PeriodCall], tz: Tz) -> Result<String, RenderError> {
         "charge",
     ])
     .map_err(err)?;
-    for c in calls {
-        let iso = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
+    let iso = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
+    for l in calls {
+        let c = l.call;
+        let name = c.caller_name.as_deref().map(inert);
         w.write_record([
-            c.id.to_string(),
-            c.answered_at.map(iso).unwrap_or_default(),
-            iso(c.ended_at),
-            c.caller_number.clone().unwrap_or_default(),
-            c.caller_name.as_deref().map(inert).unwrap_or_default(),
-            c.called_number.clone(),
-            c.target.clone().unwrap_or_default(),
-            c.billable_seconds.to_string(),
-            money(c.charge),
+            c.id.to_string().as_str(),
+            c.answered_at.map(iso).as_deref().unwrap_or_default(),
+            &iso(c.ended_at),
+            c.caller_number.as_deref().unwrap_or_default(),
+            name.as_deref().unwrap_or_default(),
+            &c.called_number,
+            c.target.as_deref().unwrap_or_default(),
+            &c.billable_seconds.to_string(),
+            &l.charge,
         ])
         .map_err(err)?;
     }
@@ -467,8 +469,8 @@ pub fn render(
     // of its own: caller text has its control characters replaced.)
     let text = text(&summary, &lines, tz).replace('\n', "\r\n");
     let html = html(&summary, &lines, tz).replace('\n', "\r\n");
+    let csv = csv(&lines, tz)?;
     drop(lines);
-    let csv = csv(&data.calls, tz)?;
     let message_id = message_id(s.id, data.period.start, from);
     let msg_err = |e: &dyn std::fmt::Display| RenderError::Message(e.to_string());
     let csv_type = ContentType::parse("text/csv; charset=utf-8").map_err(|e| msg_err(&e))?;

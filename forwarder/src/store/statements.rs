@@ -160,8 +160,12 @@ type CallRow = (
     Option<String>,
     Option<i64>,
     Option<StoredMoney>,
-    Option<StoredMoney>,
 );
+
+/// How long after its period's end a call's charge is looked for in the
+/// period's range of charges (a call closed late, by crash recovery, is
+/// still found, by its own key).
+const CHARGE_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
 
 /// What the period holds, or why it cannot be issued yet. `opening` is the
 /// balance at the period's start (the previous statement's closing
@@ -199,7 +203,6 @@ pub fn gather(
             }));
         }
         let rows: Vec<CallRow> = cdrs::table
-            .left_join(le::table.on(le::idempotency_key.eq(cdrs::id)))
             .filter(cdrs::subscriber_id.eq(subscriber_id))
             .filter(cdrs::ended_at.ge(start))
             .filter(cdrs::ended_at.lt(end))
@@ -216,22 +219,43 @@ pub fn gather(
                 cdrs::target,
                 cdrs::billable_seconds,
                 cdrs::price,
-                le::amount.nullable(),
             ))
             .load(conn)?;
+        // The charges by the (subscriber, kind, created_at) index, in one
+        // range: a call is charged when it ends, so within the period or
+        // just after it. One looked up by its key (the CDR id) otherwise.
+        let charges: std::collections::HashMap<String, Decimal> = le::table
+            .filter(le::subscriber_id.eq(subscriber_id))
+            .filter(le::kind.eq("call_charge"))
+            .filter(le::created_at.ge(start))
+            .filter(le::created_at.lt(end.saturating_add(CHARGE_WINDOW_MICROS)))
+            .select((le::idempotency_key, le::amount))
+            .load::<(String, StoredMoney)>(conn)?
+            .into_iter()
+            .map(|(key, amount)| (key, amount.0))
+            .collect();
         let mut calls = Vec::with_capacity(rows.len());
         let mut unrated = Vec::new();
         for r in rows {
-            let (id, received, answered, ended, caller, name, called, target, secs, price, charged) =
-                r;
+            let (id, received, answered, ended, caller, name, called, target, secs, price) = r;
             let corrupt = |what: &str| DbError::Corrupt(format!("CDR {id}: {what}"));
             let Some(price) = price else {
                 unrated.push(id);
                 continue;
             };
+            let charged = match charges.get(&id) {
+                Some(a) => Some(*a),
+                None => le::table
+                    .filter(le::idempotency_key.eq(&id))
+                    .filter(le::kind.eq("call_charge"))
+                    .select(le::amount)
+                    .get_result::<StoredMoney>(conn)
+                    .optional()?
+                    .map(|a| a.0),
+            };
             // The ledger is the truth; a CDR price it disagrees with is
             // never put on a statement.
-            let charge = charged.map_or(Decimal::ZERO, |a| -a.0);
+            let charge = charged.map_or(Decimal::ZERO, |a| -a);
             if charge != price.0 {
                 return Err(corrupt("its ledger charge differs from its price").into());
             }
@@ -244,9 +268,7 @@ pub fn gather(
                 caller_name: name,
                 called_number: called,
                 target,
-                billable_seconds: secs
-                    .and_then(|s| u64::try_from(s).ok())
-                    .unwrap_or_default(),
+                billable_seconds: secs.and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
                 charge,
             });
         }
