@@ -266,7 +266,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cpu = cpu_seconds();
     let (r, took) = rt.block_on(async {
-        // lettre's pool needs the runtime.
+        // The SMTP client needs the runtime.
         let mailer = std::sync::Arc::new(Mailer::new(&mail).unwrap());
         let started = Instant::now();
         let r = statements::deliver(&db, mailer, &settings, concurrency, now)

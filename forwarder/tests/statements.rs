@@ -333,6 +333,29 @@ fn close(
     to: &str,
     price: Decimal,
 ) {
+    // The charge is written when the call closes (a little after).
+    let ended = answered + chrono::Duration::seconds(secs);
+    close_at(
+        conn,
+        id,
+        answered,
+        secs,
+        to,
+        price,
+        ended + chrono::Duration::milliseconds(300),
+    );
+}
+
+/// [`close`], the call closed (and charged) at `closed`.
+fn close_at(
+    conn: &mut DbConnection,
+    id: Uuid,
+    answered: DateTime<Utc>,
+    secs: i64,
+    to: &str,
+    price: Decimal,
+    closed: DateTime<Utc>,
+) {
     let ended = answered + chrono::Duration::seconds(secs);
     cdrs::close_and_charge(
         conn,
@@ -356,8 +379,7 @@ fn close(
                 ..CdrProgress::default()
             },
         },
-        // The charge is written when the call closes (a little after).
-        ended + chrono::Duration::milliseconds(300),
+        closed,
     )
     .unwrap();
 }
@@ -1110,14 +1132,17 @@ async fn held_while_a_call_is_open(backend: Backend) {
         )
         .unwrap()
         .is_empty());
-        // The call ends (in February, 1 March 00:20 UTC = 01:20 Berlin).
-        close(
+        // The call ended in February (1 March 00:20 UTC = 01:20 Berlin)
+        // and is closed and charged only now, days after the period (as
+        // crash recovery would): its charge is found all the same.
+        close_at(
             &mut c,
             open,
             t("2026-02-28T23:00:05Z"),
             4795,
             "+493012345",
             dec!(2.40),
+            t("2026-03-03T12:30:00Z"),
         );
     }
     let (ok, r) = s.run("2026-03-03T13:00:00Z");

@@ -32,7 +32,8 @@
 //! # Never wrong
 //!
 //! A period with a call still open (received before the period's end) or
-//! closed without a rating is not issued: it is recorded as a hold
+//! closed without a rating, or of a subscriber whose e-mail address cannot
+//! be used, is not issued: it is recorded as a hold
 //! (`forwarder statements holds`), logged, counted in
 //! `forwarder_statements_held`, and e-mailed once to `[mail] operator`.
 //! It is issued by the first run after the cause is gone.
@@ -368,8 +369,23 @@ fn prepare_one(
                 return Ok(());
             }
         };
-        let r = render::render(s, &data, settings, from, now)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let r = match render::render(s, &data, settings, from, now) {
+            Ok(r) => r,
+            // Nothing to send it to: held (and the operator told) until the
+            // address is corrected, like a period with an open call.
+            Err(e @ render::RenderError::Recipient(..)) => {
+                let hold = Hold {
+                    subscriber_id: s.id,
+                    period,
+                    reason: e.to_string(),
+                };
+                tracing::warn!(subscriber = s.id, period_start = %period.start, reason = %hold.reason, "statement held back");
+                report.held.push(hold.clone());
+                writer.send(ToWrite::Hold(hold)).map_err(|_| stopped())?;
+                return Ok(());
+            }
+            Err(e) => return Err(StoreError::Invalid(e.to_string())),
+        };
         let summary = serde_json::to_value(&r.summary)
             .map_err(|e| StoreError::Invalid(format!("summary: {e}")))?;
         let new = NewStatement {
