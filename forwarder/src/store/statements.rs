@@ -413,7 +413,7 @@ pub fn last_periods(
     Ok(out)
 }
 
-/// Whether [`insert`] stored a new statement or found the period's one.
+/// Whether [`insert_all`] stored a new statement or found the period's one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     New(Issued),
