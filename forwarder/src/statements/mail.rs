@@ -7,7 +7,7 @@
 //! answered 250 to the end of DATA (or the file was written and synced).
 
 use super::config::{MailSettings, SmtpSettings, Transport};
-use super::smtp::{SmtpClient, SmtpError};
+use super::smtp::SmtpClient;
 use lettre::message::Mailbox;
 use lettre::Address;
 use std::path::{Path, PathBuf};
@@ -53,17 +53,12 @@ impl Mailer {
             .map_err(MailError::Settings)?;
         let inner = match &settings.transport {
             Transport::File(dir) => Inner::File(dir.clone()),
-            Transport::Smtp(smtp) => Inner::Smtp(
-                SmtpClient::new(
-                    smtp,
-                    password(smtp)?,
-                    settings.timeout,
-                    settings.concurrency,
-                )
-                .map_err(|e| match e {
-                    SmtpError::Settings(m) | SmtpError::Send(m) => MailError::Settings(m),
-                })?,
-            ),
+            Transport::Smtp(smtp) => Inner::Smtp(SmtpClient::new(
+                smtp,
+                password(smtp)?,
+                settings.timeout,
+                settings.concurrency,
+            )?),
         };
         Ok(Mailer {
             inner,
@@ -97,7 +92,7 @@ impl Mailer {
                     lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to])
                         .map_err(|e| MailError::Send(e.to_string()))?;
                 match tokio::time::timeout(self.deadline, t.send(&envelope, message)).await {
-                    Ok(r) => r.map_err(|e| MailError::Send(e.to_string())),
+                    Ok(r) => r,
                     Err(_) => Err(MailError::Send(format!(
                         "the mail server did not finish within {} s",
                         self.deadline.as_secs()

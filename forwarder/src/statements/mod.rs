@@ -355,34 +355,35 @@ fn prepare_one(
         _ => return Ok(()),
     };
     loop {
+        // Logged, reported, and recorded by the writer.
+        let hold_back = |report: &mut PrepareReport, hold: Hold| {
+            tracing::warn!(
+                subscriber = hold.subscriber_id,
+                period_start = %hold.period.start,
+                reason = %hold.reason,
+                "statement held back"
+            );
+            report.held.push(hold.clone());
+            writer.send(ToWrite::Hold(hold)).map_err(|_| stopped())
+        };
         let data = match stored::gather(conn, s.id, period, opening)? {
             Gathered::Ready(d) => d,
-            Gathered::Held(hold) => {
-                tracing::warn!(
-                    subscriber = s.id,
-                    period_start = %period.start,
-                    reason = %hold.reason,
-                    "statement held back"
-                );
-                report.held.push(hold.clone());
-                writer.send(ToWrite::Hold(hold)).map_err(|_| stopped())?;
-                return Ok(());
-            }
+            Gathered::Held(hold) => return hold_back(report, hold),
         };
         let r = match render::render(s, &data, settings, from, now) {
             Ok(r) => r,
             // Nothing to send it to: held (and the operator told) until the
             // address is corrected, like a period with an open call.
             Err(e @ render::RenderError::Recipient(..)) => {
-                let hold = Hold {
-                    subscriber_id: s.id,
-                    period,
-                    reason: e.to_string(),
-                };
-                tracing::warn!(subscriber = s.id, period_start = %period.start, reason = %hold.reason, "statement held back");
-                report.held.push(hold.clone());
-                writer.send(ToWrite::Hold(hold)).map_err(|_| stopped())?;
-                return Ok(());
+                let reason = e.to_string();
+                return hold_back(
+                    report,
+                    Hold {
+                        subscriber_id: s.id,
+                        period,
+                        reason,
+                    },
+                );
             }
             Err(e) => return Err(StoreError::Invalid(e.to_string())),
         };

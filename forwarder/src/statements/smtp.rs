@@ -7,6 +7,7 @@
 //! statement on Linux. With `TCP_NODELAY` it goes out at once.
 
 use super::config::{SmtpSettings, TlsMode};
+use super::mail::MailError;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
@@ -22,14 +23,6 @@ use tokio::net::TcpStream;
 /// A connection idle longer than this is checked with NOOP before reuse:
 /// servers close idle sessions after a while.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SmtpError {
-    #[error("{0}")]
-    Settings(String),
-    #[error("{0}")]
-    Send(String),
-}
 
 enum Security {
     None,
@@ -107,20 +100,20 @@ impl SmtpClient {
         password: Option<String>,
         timeout: Duration,
         max_idle: usize,
-    ) -> Result<SmtpClient, SmtpError> {
+    ) -> Result<SmtpClient, MailError> {
         let security = match smtp.tls {
             TlsMode::None => Security::None,
             TlsMode::Starttls => Security::StartTls(lettre_tls(smtp)?),
             TlsMode::Implicit => {
                 let name = ServerName::try_from(smtp.host.clone())
-                    .map_err(|e| SmtpError::Settings(format!("host {:?}: {e}", smtp.host)))?;
+                    .map_err(|e| MailError::Settings(format!("host {:?}: {e}", smtp.host)))?;
                 Security::Implicit(rustls_connector(smtp)?, name)
             }
         };
         let credentials =
             match (&smtp.username, password) {
                 (Some(user), Some(p)) => Some(Credentials::new(user.clone(), p)),
-                (Some(_), None) => return Err(SmtpError::Settings(
+                (Some(_), None) => return Err(MailError::Settings(
                     "username is set but no password (FORWARDER_SMTP_PASSWORD or password_file)"
                         .into(),
                 )),
@@ -139,7 +132,7 @@ impl SmtpClient {
     }
 
     /// Sends one message (its bytes as stored) to the envelope's recipients.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SmtpError> {
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), MailError> {
         let mut conn = match self.reuse().await {
             Some(c) => c,
             None => self.open().await?,
@@ -147,7 +140,7 @@ impl SmtpClient {
         // lettre closes the session itself on any error (`has_broken`).
         conn.send(envelope, message)
             .await
-            .map_err(|e| SmtpError::Send(describe(&e)))?;
+            .map_err(|e| MailError::Send(describe(&e)))?;
         self.keep(conn);
         Ok(())
     }
@@ -176,10 +169,10 @@ impl SmtpClient {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn open(&self) -> Result<AsyncSmtpConnection, SmtpError> {
+    async fn open(&self) -> Result<AsyncSmtpConnection, MailError> {
         let addr = format!("{}:{}", self.host, self.port);
         let fail =
-            |what: &str, e: &dyn std::fmt::Display| SmtpError::Send(format!("{what} {addr}: {e}"));
+            |what: &str, e: &dyn std::fmt::Display| MailError::Send(format!("{what} {addr}: {e}"));
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(addr.as_str()))
             .await
             .map_err(|_| fail("connecting to", &"timed out"))?
@@ -198,23 +191,23 @@ impl SmtpClient {
         };
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
             .await
-            .map_err(|e| SmtpError::Send(describe(&e)))?;
+            .map_err(|e| MailError::Send(describe(&e)))?;
         if let Security::StartTls(params) = &self.security {
             conn.starttls(params.clone(), &self.hello)
                 .await
-                .map_err(|e| SmtpError::Send(describe(&e)))?;
+                .map_err(|e| MailError::Send(describe(&e)))?;
         }
         if let Some(c) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, c)
                 .await
-                .map_err(|e| SmtpError::Send(describe(&e)))?;
+                .map_err(|e| MailError::Send(describe(&e)))?;
         }
         Ok(conn)
     }
 }
 
 /// lettre's errors, with the server's answer when there is one.
-pub fn describe(e: &lettre::transport::smtp::Error) -> String {
+fn describe(e: &lettre::transport::smtp::Error) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -225,51 +218,51 @@ pub fn describe(e: &lettre::transport::smtp::Error) -> String {
     s
 }
 
-fn read_roots(smtp: &SmtpSettings) -> Result<Option<Vec<u8>>, SmtpError> {
+fn read_roots(smtp: &SmtpSettings) -> Result<Option<Vec<u8>>, MailError> {
     smtp.tls_roots
         .as_ref()
         .map(|path| {
             std::fs::read(path)
-                .map_err(|e| SmtpError::Settings(format!("tls_roots {}: {e}", path.display())))
+                .map_err(|e| MailError::Settings(format!("tls_roots {}: {e}", path.display())))
         })
         .transpose()
 }
 
 /// STARTTLS parameters: the `tls_roots` file only, or the system's roots.
-fn lettre_tls(smtp: &SmtpSettings) -> Result<TlsParameters, SmtpError> {
+fn lettre_tls(smtp: &SmtpSettings) -> Result<TlsParameters, MailError> {
     let mut params = TlsParameters::builder(smtp.host.clone());
     if let Some(pem) = read_roots(smtp)? {
         let cert = Certificate::from_pem(&pem)
-            .map_err(|e| SmtpError::Settings(format!("tls_roots: {e}")))?;
+            .map_err(|e| MailError::Settings(format!("tls_roots: {e}")))?;
         params = params
             .certificate_store(CertificateStore::None)
             .add_root_certificate(cert);
     }
     params
         .build_rustls()
-        .map_err(|e| SmtpError::Settings(format!("TLS: {e}")))
+        .map_err(|e| MailError::Settings(format!("TLS: {e}")))
 }
 
 /// Implicit TLS: the same roots as [`lettre_tls`].
-fn rustls_connector(smtp: &SmtpSettings) -> Result<tokio_rustls::TlsConnector, SmtpError> {
+fn rustls_connector(smtp: &SmtpSettings) -> Result<tokio_rustls::TlsConnector, MailError> {
     let mut roots = rustls::RootCertStore::empty();
     match read_roots(smtp)? {
         Some(pem) => {
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| SmtpError::Settings(format!("tls_roots: {e}")))?;
+                let cert = cert.map_err(|e| MailError::Settings(format!("tls_roots: {e}")))?;
                 roots
                     .add(cert)
-                    .map_err(|e| SmtpError::Settings(format!("tls_roots: {e}")))?;
+                    .map_err(|e| MailError::Settings(format!("tls_roots: {e}")))?;
             }
             if roots.is_empty() {
-                return Err(SmtpError::Settings("tls_roots: no certificate".into()));
+                return Err(MailError::Settings("tls_roots: no certificate".into()));
             }
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
             if roots.is_empty() {
-                return Err(SmtpError::Settings(
+                return Err(MailError::Settings(
                     "no system root certificates found; set tls_roots".into(),
                 ));
             }
@@ -279,7 +272,7 @@ fn rustls_connector(smtp: &SmtpSettings) -> Result<tokio_rustls::TlsConnector, S
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| SmtpError::Settings(format!("TLS: {e}")))?
+    .map_err(|e| MailError::Settings(format!("TLS: {e}")))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))

@@ -394,7 +394,7 @@ fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The record is still in progress (open or answered).
-fn still_open() -> diesel::dsl::Or<
+pub(crate) fn still_open() -> diesel::dsl::Or<
     diesel::dsl::Eq<cdrs::status, &'static str>,
     diesel::dsl::Eq<cdrs::status, &'static str>,
 > {

@@ -186,7 +186,7 @@ pub fn gather(
         // each run; SQLite turns these ORs into one.)
         let open: Vec<(String, i64)> = cdrs::table
             .filter(cdrs::subscriber_id.eq(subscriber_id))
-            .filter(cdrs::status.eq("open").or(cdrs::status.eq("answered")))
+            .filter(super::cdrs::still_open())
             .select((cdrs::id, cdrs::received_at))
             .load(conn)?;
         let open: Vec<String> = open
