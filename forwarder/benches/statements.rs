@@ -16,7 +16,8 @@
 //! are smaller than in production.
 //!
 //! `cargo bench -p forwarder --bench statements` (env: STATEMENTS_BENCH_SUBSCRIBERS,
-//! STATEMENTS_BENCH_CALLS, STATEMENTS_BENCH_DIR to keep the database)
+//! STATEMENTS_BENCH_CALLS, STATEMENTS_BENCH_DIR to keep the database,
+//! STATEMENTS_BENCH_GENERATE_ONLY to stop once it is generated)
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::connection::SimpleConnection;
@@ -201,6 +202,12 @@ fn main() {
     let db = Database::open(&path.to_string_lossy(), 6).unwrap();
     if fresh {
         generate(&db, subscribers, calls);
+        if std::env::var_os("STATEMENTS_BENCH_GENERATE_ONLY").is_some() {
+            // A pristine database to copy for each run (the DELETE of a
+            // run's statements takes longer than generating anew).
+            println!("statements: generated {}", path.display());
+            return;
+        }
     } else {
         eprintln!("reusing {}", path.display());
         let mut conn = db.conn().unwrap();
