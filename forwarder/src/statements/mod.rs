@@ -168,15 +168,17 @@ pub fn prepare(
         .map_or(1, |n| n.get() + 1)
         .clamp(1, 5)
         .min(subs.len().max(1));
-    let chunk = subs.len().div_ceil(workers).max(1);
+    // Each worker takes the next subscriber when it is done with one: a
+    // fixed share each would leave a core idle while the slowest finishes.
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<PrepareReport, StoreError>> = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<ToWrite>(WRITE_BATCH * 2);
         let writer = scope.spawn(move || Ok(write_all(db, rx, now)));
-        let mut handles: Vec<_> = subs
-            .chunks(chunk)
-            .map(|part| {
-                let (own, last, tx) = (&own, &last, tx.clone());
-                scope.spawn(move || prepare_some(db, part, own, last, settings, from, now, tx))
+        let mut handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (subs, next, own, last, tx) = (&subs, &next, &own, &last, tx.clone());
+                scope
+                    .spawn(move || prepare_some(db, subs, next, own, last, settings, from, now, tx))
             })
             .collect();
         drop(tx);
@@ -286,6 +288,7 @@ fn insert(
 fn prepare_some(
     db: &Database,
     subs: &[Subscriber],
+    next: &std::sync::atomic::AtomicUsize,
     own: &std::collections::HashMap<i64, String>,
     last: &std::collections::HashMap<i64, (Period, rust_decimal::Decimal)>,
     settings: &StatementSettings,
@@ -297,7 +300,7 @@ fn prepare_some(
     let conn = &mut *conn;
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
     let mut report = PrepareReport::default();
-    for s in subs {
+    while let Some(s) = subs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
         let schedule = match own.get(&s.id).map(|e| Schedule::parse(e)) {
             Some(Ok(sch)) => sch,
             Some(Err(e)) => {
