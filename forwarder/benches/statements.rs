@@ -202,13 +202,14 @@ fn main() {
     let db = Database::open(&path.to_string_lossy(), 6).unwrap();
     if fresh {
         generate(&db, subscribers, calls);
-        if std::env::var_os("STATEMENTS_BENCH_GENERATE_ONLY").is_some() {
-            // A pristine database to copy for each run (the DELETE of a
-            // run's statements takes longer than generating anew).
-            println!("statements: generated {}", path.display());
-            return;
-        }
-    } else {
+    }
+    if std::env::var_os("STATEMENTS_BENCH_GENERATE_ONLY").is_some() {
+        // A pristine database to copy for each run (the DELETE of a run's
+        // statements takes longer than generating anew).
+        println!("statements: database at {}", path.display());
+        return;
+    }
+    if !fresh {
         eprintln!("reusing {}", path.display());
         let mut conn = db.conn().unwrap();
         exec(

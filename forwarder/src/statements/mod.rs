@@ -55,6 +55,7 @@ use config::{Schedule, StatementSettings};
 use lettre::message::Mailbox;
 use mail::Mailer;
 use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The last fire time at or before `t` (in `tz`), if the schedule has one.
@@ -170,7 +171,7 @@ pub fn prepare(
         .min(subs.len().max(1));
     // Each worker takes the next subscriber when it is done with one: a
     // fixed share each would leave a core idle while the slowest finishes.
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let results: Vec<Result<PrepareReport, StoreError>> = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<ToWrite>(WRITE_BATCH * 2);
         let writer = scope.spawn(move || Ok(write_all(db, rx, now)));
@@ -288,7 +289,7 @@ fn insert(
 fn prepare_some(
     db: &Database,
     subs: &[Subscriber],
-    next: &std::sync::atomic::AtomicUsize,
+    next: &AtomicUsize,
     own: &std::collections::HashMap<i64, String>,
     last: &std::collections::HashMap<i64, (Period, rust_decimal::Decimal)>,
     settings: &StatementSettings,
@@ -300,7 +301,7 @@ fn prepare_some(
     let conn = &mut *conn;
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
     let mut report = PrepareReport::default();
-    while let Some(s) = subs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+    while let Some(s) = subs.get(next.fetch_add(1, Ordering::Relaxed)) {
         let schedule = match own.get(&s.id).map(|e| Schedule::parse(e)) {
             Some(Ok(sch)) => sch,
             Some(Err(e)) => {
