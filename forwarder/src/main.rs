@@ -17,6 +17,12 @@
 
 mod cli;
 
+/// The call path allocates and frees many small buffers on many threads
+/// (SIP messages, SQL rows, JSON); mimalloc does that with less work and
+/// less lock traffic than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use forwarder::app;

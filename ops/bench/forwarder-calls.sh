@@ -16,7 +16,9 @@
 # not answer OPTIONS, and the post-dial delay is measured without probes.
 #
 # DB=postgres uses the PostgreSQL at $TEST_POSTGRES_URL (a fresh database).
-# SKIP_KAMAILIO=1 measures the forwarder alone, SKIP_FORWARDER=1 Kamailio alone. KAMAILIO_CHILDREN (default 1, as in ops/bench/sip-b2bua.sh: with more workers
+# SKIP_KAMAILIO=1 measures the forwarder alone, SKIP_FORWARDER=1 Kamailio alone;
+# KAMAILIO_RATE offers Kamailio another rate than the forwarder in the same run.
+# KAMAILIO_CHILDREN (default 1, as in ops/bench/sip-b2bua.sh: with more workers
 # Kamailio may pass a 180 on after the 200, which SIPp counts as a failed call)
 # is Kamailio's number of UDP workers. Everything is bounded by SIPp's own
 # limits and timeouts.
@@ -151,7 +153,8 @@ sleep 1
 
 # Runs one load against 127.0.0.1:$SUT_PORT; prints the figure line.
 run_load() {
-  local label=$1 calls=$((RATE * SECONDS_RUN))
+  local label=$1 RATE=${2:-$RATE}
+  local calls=$((RATE * SECONDS_RUN))
   sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$calls" \
        -timeout "$((SECONDS_RUN + 60))s" </dev/null >"$WORK/$label-uas.out" 2>&1 &
   local uas=$!
@@ -201,7 +204,18 @@ if [[ "$MODE" == memory ]]; then
 fi
 
 if [[ -z "${SKIP_FORWARDER:-}" ]]; then
+# CPU seconds (user + system) the forwarder and the PostgreSQL server
+# processes have used so far: the cost per call, whatever the machine's
+# other load does to the achieved rate.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{t += $14 + $15} END {printf "%.2f", t / hz}' "$@" 2>/dev/null; }
+pg_cpu() { cpu_of $(pgrep -u postgres -x postgres | sed 's|.*|/proc/&/stat|'); }
+f0=$(cpu_of "/proc/$FPID/stat"); p0=$(pg_cpu)
 run_load forwarder
+f1=$(cpu_of "/proc/$FPID/stat"); p1=$(pg_cpu)
+echo "forwarder CPU: $(echo "$f1 - $f0" | bc) s for $((RATE * SECONDS_RUN)) calls ($(echo "scale=3; ($f1 - $f0) * 1000 / ($RATE * $SECONDS_RUN)" | bc) ms per call)"
+if [[ "${DB:-sqlite}" == postgres ]]; then
+  echo "PostgreSQL server CPU: $(echo "$p1 - $p0" | bc) s ($(echo "scale=3; ($p1 - $p0) * 1000 / ($RATE * $SECONDS_RUN)" | bc) ms per call)"
+fi
 # CDRs and charges: every call written, and the post-dial delay the
 # forwarder added (INVITE in → INVITE out, from the CDRs).
 for i in $(seq 1 "$SUBSCRIBERS"); do
@@ -253,7 +267,7 @@ CFG
   KAM=$!
   PIDS+=("$KAM")
   sleep 2
-  run_load kamailio
+  run_load kamailio "${KAMAILIO_RATE:-$RATE}"
   kill "$KAM"; wait "$KAM" 2>/dev/null || true
 fi
 echo "logs and SIPp statistics in $WORK"

@@ -15,7 +15,7 @@
 //! ```
 
 use super::cdrs::{self, Cdr, NewCdr};
-use super::{ledger, lock_subscriber, numbers, subscribers, StoreError};
+use super::{ledger, numbers, subscribers, StoreError};
 use crate::authorize::{authorize, Refusal, Standing};
 use crate::db::DbConnection;
 use crate::rules::{select, Rule};
@@ -66,18 +66,17 @@ pub fn admit(
     };
     let id = owner.subscriber_id;
     conn.transaction(|conn| {
-        lock_subscriber(conn, id)?;
+        let (subscriber, balance) = subscribers::lock_and_get(conn, id)?;
         // The number may have moved between the lookup and the lock.
         match numbers::get(conn, &call.called_number)? {
             Some(n) if n.subscriber_id == id => {}
             _ => return Ok(Admission::Refused(Refusal::unknown_number())),
         }
-        let subscriber = subscribers::get(conn, id)?;
-        let standing = ledger::standing_for_call(conn, &subscriber, now)?;
+        let standing = ledger::standing_for_call(conn, &subscriber, balance, now)?;
         if let Err(r) = authorize(Some(&subscriber), &standing) {
             return Ok(Admission::Refused(r));
         }
-        let rules = super::rules::get(conn, id)?;
+        let rules = super::rules::of_existing(conn, id)?;
         let Some(rule) = select(&rules, now, subscriber.time_zone).cloned() else {
             return Ok(Admission::Refused(Refusal::no_matching_rule()));
         };

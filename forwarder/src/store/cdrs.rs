@@ -18,9 +18,9 @@
 //! [`active_calls`] counts a subscriber's open CDRs for the concurrent-call cap.
 
 use super::ledger::{self, EntryKind, Insert, LedgerEntry};
-use super::{clean_text, is_unique_violation, lock_subscriber, time_of, StoreError};
+use super::{clean_text, is_unique_violation, lock_subscriber, subscribers, time_of, StoreError};
 use crate::db::money::StoredMoney;
-use crate::db::schema::{cdrs, subscribers as subs};
+use crate::db::schema::cdrs;
 use crate::db::{to_micros, DbConnection, DbError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -318,21 +318,15 @@ pub fn open(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
     })
 }
 
-/// [`open`] inside a transaction that holds the subscriber's lock already
-/// (admission: no nested transaction, one commit per call start).
+/// [`open`] of a call the caller gave a fresh id (`Uuid::now_v7()`), inside
+/// a transaction that holds the subscriber's lock already (admission: no
+/// nested transaction, one commit per call start, one INSERT). An id in
+/// use after all is a conflict.
 pub(crate) fn open_in_admission(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
-    open_locked(conn, new)
+    insert_new(conn, new)
 }
 
 fn open_locked(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
-    let caller_number = new
-        .caller_number
-        .as_deref()
-        .map(|s| clean_text(s, MAX_CALLER_LEN));
-    let caller_name = new
-        .caller_name
-        .as_deref()
-        .map(|s| clean_text(s, MAX_CALLER_LEN));
     if let Some(existing) = cdrs::table
         .find(new.id.to_string())
         .get_result::<CdrRow>(conn)
@@ -342,8 +336,8 @@ fn open_locked(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError>
         let same = existing.subscriber_id == new.subscriber_id
             && existing.called_number == new.called_number
             && existing.received_at == trunc_micros(new.received_at)
-            && existing.caller_number == caller_number
-            && existing.caller_name == caller_name;
+            && existing.caller_number.as_deref() == caller_text(&new.caller_number).as_deref()
+            && existing.caller_name.as_deref() == caller_text(&new.caller_name).as_deref();
         if same {
             return Ok(existing);
         }
@@ -352,41 +346,52 @@ fn open_locked(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError>
             new.id
         )));
     }
+    insert_new(conn, new)
+}
+
+/// Caller text from the outside world as it is stored.
+fn caller_text(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(|s| clean_text(s, MAX_CALLER_LEN))
+}
+
+fn insert_new(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
     let t = to_micros(new.received_at);
     let inserted = diesel::insert_into(cdrs::table)
         .values((
             cdrs::id.eq(new.id.to_string()),
             cdrs::subscriber_id.eq(new.subscriber_id),
             cdrs::called_number.eq(new.called_number.to_string()),
-            cdrs::caller_number.eq(&caller_number),
-            cdrs::caller_name.eq(&caller_name),
+            cdrs::caller_number.eq(caller_text(&new.caller_number)),
+            cdrs::caller_name.eq(caller_text(&new.caller_name)),
             cdrs::status.eq(CdrStatus::Open.as_str()),
             cdrs::received_at.eq(t),
             cdrs::updated_at.eq(t),
         ))
-        .execute(conn);
+        .get_result::<CdrRow>(conn);
     match inserted {
-        Err(e) if is_unique_violation(&e) => {
-            return Err(StoreError::Conflict(format!(
-                "call record {} already exists",
-                new.id
-            )))
-        }
-        other => other?,
-    };
-    get(conn, new.id)
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "call record {} already exists",
+            new.id
+        ))),
+        other => Ok(Cdr::try_from(other?)?),
+    }
 }
 
 /// Locks the record's row as the transaction's first statement (see
 /// [`super`]). Lock order: CDR, then subscriber.
-fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<(), StoreError> {
-    let n = diesel::update(cdrs::table.find(key))
-        .set(cdrs::updated_at.eq(cdrs::updated_at))
-        .execute(conn)?;
-    if n == 0 {
-        return Err(StoreError::NotFound("call record"));
+fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<Cdr, StoreError> {
+    // As the subscriber's lock (see [`super`]).
+    let row: Option<CdrRow> = match conn {
+        DbConnection::Postgres(c) => cdrs::table.find(key).for_update().get_result(c),
+        DbConnection::Sqlite(c) => diesel::update(cdrs::table.find(key))
+            .set(cdrs::updated_at.eq(cdrs::updated_at))
+            .get_result(c),
     }
-    Ok(())
+    .optional()?;
+    match row {
+        Some(r) => Ok(Cdr::try_from(r)?),
+        None => Err(StoreError::NotFound("call record")),
+    }
 }
 
 fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -403,38 +408,61 @@ pub(crate) fn still_open() -> diesel::dsl::Or<
         .or(cdrs::status.eq(CdrStatus::Answered.as_str()))
 }
 
+/// The columns a [`CdrProgress`] sets; `None` fields are left out of the
+/// UPDATE (kept as stored).
+#[derive(AsChangeset)]
+#[diesel(table_name = cdrs)]
+struct ProgressSet {
+    updated_at: i64,
+    status: Option<&'static str>,
+    target: Option<String>,
+    answered_at: Option<i64>,
+    provider_id: Option<i64>,
+    provider_name: Option<String>,
+    decision: Option<String>,
+    attempts: Option<String>,
+    ticket_id: Option<String>,
+}
+
+impl ProgressSet {
+    fn of(
+        p: &CdrProgress,
+        status: Option<CdrStatus>,
+        now: DateTime<Utc>,
+    ) -> Result<ProgressSet, StoreError> {
+        Ok(ProgressSet {
+            updated_at: to_micros(now),
+            status: status.map(CdrStatus::as_str),
+            target: p.target.map(|v| v.to_string()),
+            answered_at: p.answered_at.map(to_micros),
+            provider_id: p.provider_id,
+            provider_name: p
+                .provider_name
+                .as_deref()
+                .map(|v| clean_text(v, MAX_CALLER_LEN)),
+            decision: json_text("decision", &p.decision)?,
+            attempts: json_text("attempts", &p.attempts)?,
+            ticket_id: p
+                .ticket_id
+                .as_deref()
+                .map(|v| clean_text(v, MAX_CALLER_LEN)),
+        })
+    }
+}
+
 /// Writes what `p` says in one UPDATE of a record still in progress
-/// (fields it leaves out are kept) and stamps `updated_at`. Returns whether
-/// the record was in progress; the UPDATE also takes its row lock.
+/// (fields it leaves out are kept) and stamps `updated_at`; an answer time
+/// moves the status to `answered`. Returns whether the record was in
+/// progress.
 fn apply_progress(
     conn: &mut DbConnection,
     id: &str,
     p: &CdrProgress,
-    answered_status: bool,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let decision = json_text("decision", &p.decision)?;
-    let attempts = json_text("attempts", &p.attempts)?;
-    let answered = p
-        .answered_at
-        .filter(|_| answered_status)
-        .map(|_| cdrs::status.eq(CdrStatus::Answered.as_str()));
+    let answered = p.answered_at.map(|_| CdrStatus::Answered);
     let n = diesel::update(cdrs::table.find(id).filter(still_open()))
-        .set((
-            cdrs::updated_at.eq(to_micros(now)),
-            p.target.map(|v| cdrs::target.eq(v.to_string())),
-            p.answered_at.map(|v| cdrs::answered_at.eq(to_micros(v))),
-            answered,
-            p.provider_id.map(|v| cdrs::provider_id.eq(v)),
-            p.provider_name
-                .as_deref()
-                .map(|v| cdrs::provider_name.eq(clean_text(v, MAX_CALLER_LEN))),
-            decision.map(|v| cdrs::decision.eq(v)),
-            attempts.map(|v| cdrs::attempts.eq(v)),
-            p.ticket_id
-                .as_deref()
-                .map(|v| cdrs::ticket_id.eq(clean_text(v, MAX_CALLER_LEN))),
-        ))
+        .set(ProgressSet::of(p, answered, now)?)
         .execute(conn)?;
     if n == 0 {
         return Ok(false);
@@ -468,16 +496,21 @@ pub fn note_progress(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let key = id.to_string();
-    conn.transaction(|conn| {
-        if !apply_progress(conn, &key, progress, true, now)? {
-            // Closed, or no such record: tell which.
-            get(conn, id)?;
-            return Err(StoreError::Conflict(format!(
-                "call record {id} is already closed"
-            )));
-        }
-        Ok(())
-    })
+    let applied = if progress.last_media_at.is_some() {
+        conn.transaction(|conn| apply_progress(conn, &key, progress, now))?
+    } else {
+        // One UPDATE is atomic by itself: no BEGIN and COMMIT to pay for
+        // (two round trips on PostgreSQL, on every answered call).
+        apply_progress(conn, &key, progress, now)?
+    };
+    if !applied {
+        // Closed, or no such record: tell which.
+        get(conn, id)?;
+        return Err(StoreError::Conflict(format!(
+            "call record {id} is already closed"
+        )));
+    }
+    Ok(())
 }
 
 fn media_seen_inner(
@@ -544,23 +577,21 @@ pub fn close_and_charge(
             ));
         }
     }
+    // Seven statements on the call path: the record locked and read, the
+    // subscriber locked and read, the close written and read back, and for
+    // a charge the ledger entry and the balance.
     conn.transaction(|conn| {
-        lock_cdr(conn, &key)?;
-        let current = get(conn, id)?;
+        let current = lock_cdr(conn, &key)?;
         let subscriber_id = current.subscriber_id;
-        lock_subscriber(conn, subscriber_id)?;
+        let (subscriber, balance) = subscribers::lock_and_get(conn, subscriber_id)?;
         if !current.status.is_open() {
             return retried_close(conn, current, close, cause.as_deref());
         }
-        let currency: String = subs::table
-            .find(subscriber_id)
-            .select(subs::currency)
-            .get_result(conn)?;
         if let Some(r) = &close.rating {
-            if r.currency.as_str() != currency {
+            if r.currency != subscriber.currency {
                 return Err(StoreError::Invalid(format!(
-                    "rating: price in {} but the subscriber pays in {currency}",
-                    r.currency
+                    "rating: price in {} but the subscriber pays in {}",
+                    r.currency, subscriber.currency
                 )));
             }
         }
@@ -575,46 +606,56 @@ pub fn close_and_charge(
                 "ended_at is before the call was received".into(),
             ));
         }
-        // Open: checked above under the record's lock.
-        apply_progress(conn, &key, &close.progress, false, now)?;
         let status: CdrStatus = close.status.into();
-        diesel::update(cdrs::table.find(&key))
+        // Open: checked above under the record's lock. What the progress
+        // carries and the final fields in one UPDATE.
+        let row: CdrRow = diesel::update(cdrs::table.find(&key))
             .set((
-                cdrs::status.eq(status.as_str()),
-                cdrs::ended_at.eq(to_micros(close.ended_at)),
-                cdrs::sip_status.eq(close.sip_status.map(i32::from)),
-                cdrs::hangup_cause.eq(&cause),
-                cdrs::billable_seconds.eq(billable),
-                cdrs::media_stats.eq(&media),
-                cdrs::price.eq(close.rating.map(|r| StoredMoney(r.price))),
-                cdrs::provider_cost.eq(close.rating.map(|r| StoredMoney(r.provider_cost))),
-                cdrs::margin.eq(close.rating.map(|r| StoredMoney(r.margin))),
-                cdrs::rating_currency.eq(close.rating.map(|r| r.currency.to_string())),
-                cdrs::updated_at.eq(to_micros(now)),
+                ProgressSet::of(&close.progress, Some(status), now)?,
+                (
+                    cdrs::ended_at.eq(to_micros(close.ended_at)),
+                    cdrs::sip_status.eq(close.sip_status.map(i32::from)),
+                    cdrs::hangup_cause.eq(&cause),
+                    cdrs::billable_seconds.eq(billable),
+                    cdrs::media_stats.eq(&media),
+                    cdrs::price.eq(close.rating.map(|r| StoredMoney(r.price))),
+                    cdrs::provider_cost.eq(close.rating.map(|r| StoredMoney(r.provider_cost))),
+                    cdrs::margin.eq(close.rating.map(|r| StoredMoney(r.margin))),
+                    cdrs::rating_currency.eq(close.rating.map(|r| r.currency.to_string())),
+                ),
             ))
-            .execute(conn)?;
+            .get_result(conn)?;
+        if let Some(v) = close.progress.last_media_at {
+            media_seen_inner(conn, &key, v)?;
+        }
         let charge = match close.rating {
-            Some(r) if r.price > Decimal::ZERO => Some(
-                ledger::insert_locked(
-                    conn,
-                    &Insert {
-                        subscriber_id,
-                        kind: EntryKind::CallCharge,
-                        amount: -r.price,
-                        reason: None,
-                        cdr_id: Some(id),
-                        key: &key,
-                    },
-                    now,
-                )?
-                .into_entry(),
-            ),
+            // The record was open under its lock, so no charge carries its
+            // key yet (the unique index would still refuse a second one).
+            Some(r) if r.price > Decimal::ZERO => Some(ledger::insert_new_locked(
+                conn,
+                &Insert {
+                    subscriber_id,
+                    kind: EntryKind::CallCharge,
+                    amount: -r.price,
+                    reason: None,
+                    cdr_id: Some(id),
+                    key: &key,
+                },
+                subscriber.currency.as_str(),
+                balance,
+                now,
+            )?),
             _ => None,
         };
+        let balance = (balance + charge.as_ref().map_or(Decimal::ZERO, |c| c.amount)).normalize();
+        let cdr = match close.progress.last_media_at {
+            Some(_) => get(conn, id)?,
+            None => Cdr::try_from(row)?,
+        };
         Ok(ClosedCall {
-            cdr: get(conn, id)?,
+            cdr,
             charge,
-            balance: ledger::balance(conn, subscriber_id)?,
+            balance,
             newly_closed: true,
         })
     })

@@ -250,8 +250,8 @@ pub(crate) fn insert_locked(
         .find(e.subscriber_id)
         .select((subs::currency, subs::balance))
         .get_result(conn)?;
-    let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
     if let Some(existing) = by_key(conn, e.key)? {
+        let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
         let same = existing.subscriber_id == e.subscriber_id
             && existing.kind == e.kind
             && existing.amount == e.amount
@@ -265,20 +265,37 @@ pub(crate) fn insert_locked(
             e.key, existing.id
         )));
     }
+    insert_new_locked(conn, e, &currency, balance.0, now).map(Recorded::Created)
+}
+
+/// Writes an entry whose key is known to be unused and moves the balance,
+/// from the subscriber's `currency` and `balance` read under the lock the
+/// caller holds: two statements (the close of a call, which checked the key
+/// under the record's lock). A key used after all is a conflict.
+pub(crate) fn insert_new_locked(
+    conn: &mut DbConnection,
+    e: &Insert<'_>,
+    currency: &str,
+    balance: Decimal,
+    now: DateTime<Utc>,
+) -> Result<LedgerEntry, StoreError> {
+    let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
+    let created_at = to_micros(now);
     let inserted = diesel::insert_into(le::table)
         .values((
             le::subscriber_id.eq(e.subscriber_id),
             le::kind.eq(e.kind.as_str()),
             le::amount.eq(StoredMoney(e.amount)),
-            le::currency.eq(&currency),
+            le::currency.eq(currency),
             le::reason.eq(&reason),
             le::cdr_id.eq(e.cdr_id.map(|u| u.to_string())),
             le::idempotency_key.eq(e.key),
-            le::created_at.eq(to_micros(now)),
+            le::created_at.eq(created_at),
         ))
-        .execute(conn);
-    match inserted {
-        // Another subscriber's entry took the key meanwhile.
+        .returning(le::id)
+        .get_result::<i64>(conn);
+    let id = match inserted {
+        // Another entry took the key meanwhile.
         Err(err) if is_unique_violation(&err) => {
             return Err(StoreError::Conflict(format!(
                 "idempotency key {:?} was already used for a different entry",
@@ -288,10 +305,22 @@ pub(crate) fn insert_locked(
         other => other?,
     };
     diesel::update(subs::table.find(e.subscriber_id))
-        .set(subs::balance.eq(StoredMoney(balance.0 + e.amount)))
+        .set(subs::balance.eq(StoredMoney(balance + e.amount)))
         .execute(conn)?;
-    let stored = by_key(conn, e.key)?.ok_or(StoreError::NotFound("ledger entry"))?;
-    Ok(Recorded::Created(stored))
+    Ok(LedgerEntry {
+        id,
+        subscriber_id: e.subscriber_id,
+        kind: e.kind,
+        // As it reads back: money is stored normalised ("25.50" as 25.5).
+        amount: e.amount.normalize(),
+        currency: currency
+            .parse()
+            .map_err(|_| DbError::Corrupt(format!("subscriber {}: currency", e.subscriber_id)))?,
+        reason,
+        cdr_id: e.cdr_id,
+        idempotency_key: e.key.to_string(),
+        created_at: time_of(created_at)?,
+    })
 }
 
 /// The balance (the cached sum of the ledger).
@@ -401,14 +430,16 @@ pub fn standing(
 /// Like [`standing`], for deciding on a call: the spend totals are summed
 /// only when the subscriber has the matching cap (they decide nothing
 /// otherwise, and summing a busy month's charges costs time on every call);
-/// an uncapped total reads as zero.
+/// an uncapped total reads as zero. `balance` is the one read under the
+/// subscriber's lock ([`super::subscribers::lock_and_get`]).
 pub fn standing_for_call(
     conn: &mut DbConnection,
     subscriber: &Subscriber,
+    balance: Decimal,
     now: DateTime<Utc>,
 ) -> Result<Standing, StoreError> {
     Ok(Standing {
-        balance: balance(conn, subscriber.id)?,
+        balance,
         spend_today: match subscriber.daily_spend_cap {
             Some(_) => spend_today(conn, subscriber, now)?,
             None => Decimal::ZERO,

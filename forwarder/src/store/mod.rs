@@ -18,9 +18,16 @@
 //!   certificates on record.
 //!
 //! Every write to a subscriber's money or calls first locks the subscriber's
-//! row (an UPDATE as the transaction's first statement): in PostgreSQL that
-//! serialises writers per subscriber, in SQLite it takes the write lock
-//! before anything is read, so no transaction works from a stale snapshot.
+//! row as the transaction's first statement: in PostgreSQL a `SELECT … FOR
+//! UPDATE`, which serialises writers per subscriber (a row lock, no new row
+//! version, and a statement the connection keeps prepared: diesel prepares
+//! no UPDATE); in SQLite a no-op UPDATE, which takes the write lock before
+//! anything is read, so no transaction works from a stale snapshot.
+//!
+//! Writes that need what they wrote (a generated id, the row as stored)
+//! read it back in the same statement with `RETURNING` (SQLite ≥ 3.35),
+//! and a lock that needs the locked row reads it the same way: on
+//! PostgreSQL every statement is a round trip to the server.
 //!
 //! Lookups of one row by a unique key use `get_result`, not `first`:
 //! `first` adds `LIMIT ?`, and SQLite re-prepares a statement whose LIMIT
@@ -79,27 +86,21 @@ pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
 /// Takes the subscriber's row lock for the rest of the transaction (see the
 /// module docs). Must be the transaction's first statement.
 pub(crate) fn lock_subscriber(conn: &mut DbConnection, id: i64) -> Result<(), StoreError> {
-    let n = diesel::update(subs::table.find(id))
-        .set(subs::updated_at.eq(subs::updated_at))
-        .execute(conn)?;
+    let n = match conn {
+        DbConnection::Postgres(c) => subs::table
+            .find(id)
+            .select(subs::id)
+            .for_update()
+            .load::<i64>(c)?
+            .len(),
+        DbConnection::Sqlite(c) => diesel::update(subs::table.find(id))
+            .set(subs::updated_at.eq(subs::updated_at))
+            .execute(c)?,
+    };
     if n == 0 {
         return Err(StoreError::NotFound("subscriber"));
     }
     Ok(())
-}
-
-/// The id the last INSERT on this connection generated (the dialects
-/// differ; `RETURNING` is not available for SQLite through diesel here).
-pub(crate) fn last_insert_id(conn: &mut DbConnection) -> Result<i64, StoreError> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::BigInt;
-    let id = match conn {
-        DbConnection::Sqlite(c) => {
-            diesel::select(sql::<BigInt>("last_insert_rowid()")).get_result(c)?
-        }
-        DbConnection::Postgres(c) => diesel::select(sql::<BigInt>("lastval()")).get_result(c)?,
-    };
-    Ok(id)
 }
 
 /// Text from the outside world made safe to store: PostgreSQL refuses NUL

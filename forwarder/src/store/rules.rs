@@ -11,6 +11,14 @@ use diesel::prelude::*;
 pub fn get(conn: &mut DbConnection, subscriber_id: i64) -> Result<Vec<Rule>, StoreError> {
     // Tells "no rules" from "no such subscriber".
     super::subscribers::get(conn, subscriber_id)?;
+    of_existing(conn, subscriber_id)
+}
+
+/// [`get`] for a subscriber the caller knows exists (it holds its lock).
+pub(crate) fn of_existing(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> Result<Vec<Rule>, StoreError> {
     let bodies: Vec<String> = fr::table
         .filter(fr::subscriber_id.eq(subscriber_id))
         .order(fr::position)

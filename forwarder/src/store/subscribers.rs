@@ -25,7 +25,7 @@ pub(crate) struct SubscriberRow {
     daily_spend_cap: Option<StoredMoney>,
     monthly_spend_cap: Option<StoredMoney>,
     max_concurrent_calls: Option<i32>,
-    _balance: StoredMoney,
+    balance: StoredMoney,
     created_at: i64,
     updated_at: i64,
 }
@@ -78,28 +78,25 @@ pub fn add(
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let cap = calls_cap(new.max_concurrent_calls)?;
     let t = to_micros(now);
-    conn.transaction(|conn| {
-        diesel::insert_into(subs::table)
-            .values((
-                subs::name.eq(&new.name),
-                subs::status.eq(SubscriberStatus::Active.as_str()),
-                subs::email.eq(&new.email),
-                subs::time_zone.eq(new.time_zone.name()),
-                subs::plan.eq(&new.plan),
-                subs::currency.eq(new.currency.as_str()),
-                subs::account_kind.eq(new.account.kind()),
-                subs::credit_limit.eq(new.account.credit_limit().map(StoredMoney)),
-                subs::daily_spend_cap.eq(new.daily_spend_cap.map(StoredMoney)),
-                subs::monthly_spend_cap.eq(new.monthly_spend_cap.map(StoredMoney)),
-                subs::max_concurrent_calls.eq(cap),
-                subs::balance.eq(StoredMoney(Decimal::ZERO)),
-                subs::created_at.eq(t),
-                subs::updated_at.eq(t),
-            ))
-            .execute(conn)?;
-        let id = super::last_insert_id(conn)?;
-        get(conn, id)
-    })
+    let row: SubscriberRow = diesel::insert_into(subs::table)
+        .values((
+            subs::name.eq(&new.name),
+            subs::status.eq(SubscriberStatus::Active.as_str()),
+            subs::email.eq(&new.email),
+            subs::time_zone.eq(new.time_zone.name()),
+            subs::plan.eq(&new.plan),
+            subs::currency.eq(new.currency.as_str()),
+            subs::account_kind.eq(new.account.kind()),
+            subs::credit_limit.eq(new.account.credit_limit().map(StoredMoney)),
+            subs::daily_spend_cap.eq(new.daily_spend_cap.map(StoredMoney)),
+            subs::monthly_spend_cap.eq(new.monthly_spend_cap.map(StoredMoney)),
+            subs::max_concurrent_calls.eq(cap),
+            subs::balance.eq(StoredMoney(Decimal::ZERO)),
+            subs::created_at.eq(t),
+            subs::updated_at.eq(t),
+        ))
+        .get_result(conn)?;
+    Ok(Subscriber::try_from(row)?)
 }
 
 /// One subscriber.
@@ -109,6 +106,27 @@ pub fn get(conn: &mut DbConnection, id: i64) -> Result<Subscriber, StoreError> {
         Some(r) => Ok(Subscriber::try_from(r)?),
         None => Err(StoreError::NotFound("subscriber")),
     }
+}
+
+/// Takes the subscriber's lock (see [`super`]) and reads the row in the
+/// same statement: the subscriber and its cached balance. Must be the
+/// transaction's first statement.
+pub(crate) fn lock_and_get(
+    conn: &mut DbConnection,
+    id: i64,
+) -> Result<(Subscriber, Decimal), StoreError> {
+    let row: Option<SubscriberRow> = match conn {
+        DbConnection::Postgres(c) => subs::table.find(id).for_update().get_result(c),
+        DbConnection::Sqlite(c) => diesel::update(subs::table.find(id))
+            .set(subs::updated_at.eq(subs::updated_at))
+            .get_result(c),
+    }
+    .optional()?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound("subscriber"));
+    };
+    let balance = row.balance.0;
+    Ok((Subscriber::try_from(row)?, balance))
 }
 
 /// Every subscriber, by id.
