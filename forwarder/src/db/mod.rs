@@ -177,11 +177,11 @@ impl Database {
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(Duration::from_secs(10))
-            // No `SELECT 1` before every use (a round trip each time the
-            // call path takes a connection): a connection that failed is
-            // known broken and dropped by the pool, and the query on a
-            // connection the server closed meanwhile fails with an error.
-            .test_on_check_out(false)
+            // The pool's `SELECT 1` before every use stays, though it is a
+            // round trip on PostgreSQL: without it, after a server restart
+            // every pooled connection would fail one call (or one CDR close)
+            // before the pool noticed it was broken.
+            .test_on_check_out(true)
             .connection_customizer(Box::new(Setup))
             .build(manager)
             .map_err(|e| DbError::Open(e.to_string()))?;
