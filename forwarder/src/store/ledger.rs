@@ -431,7 +431,7 @@ pub fn standing(
 /// only when the subscriber has the matching cap (they decide nothing
 /// otherwise, and summing a busy month's charges costs time on every call);
 /// an uncapped total reads as zero. `balance` is the one read under the
-/// subscriber's lock ([`super::subscribers::lock_and_get`]).
+/// subscriber's lock (the row read with the lock, in the same statement).
 pub fn standing_for_call(
     conn: &mut DbConnection,
     subscriber: &Subscriber,
