@@ -380,14 +380,7 @@ fn insert_new(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> 
 /// Locks the record's row as the transaction's first statement (see
 /// [`super`]). Lock order: CDR, then subscriber.
 fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<Cdr, StoreError> {
-    // As the subscriber's lock (see [`super`]).
-    let row: Option<CdrRow> = match conn {
-        DbConnection::Postgres(c) => cdrs::table.find(key).for_update().get_result(c),
-        DbConnection::Sqlite(c) => diesel::update(cdrs::table.find(key))
-            .set(cdrs::updated_at.eq(cdrs::updated_at))
-            .get_result(c),
-    }
-    .optional()?;
+    let row: Option<CdrRow> = super::lock_row!(conn, cdrs, key)?;
     match row {
         Some(r) => Ok(Cdr::try_from(r)?),
         None => Err(StoreError::NotFound("call record")),
@@ -606,9 +599,13 @@ pub fn close_and_charge(
                 "ended_at is before the call was received".into(),
             ));
         }
+        if let Some(v) = close.progress.last_media_at {
+            media_seen_inner(conn, &key, v)?;
+        }
         let status: CdrStatus = close.status.into();
         // Open: checked above under the record's lock. What the progress
-        // carries and the final fields in one UPDATE.
+        // carries and the final fields in one UPDATE, which returns the
+        // record as closed.
         let row: CdrRow = diesel::update(cdrs::table.find(&key))
             .set((
                 ProgressSet::of(&close.progress, Some(status), now)?,
@@ -625,9 +622,6 @@ pub fn close_and_charge(
                 ),
             ))
             .get_result(conn)?;
-        if let Some(v) = close.progress.last_media_at {
-            media_seen_inner(conn, &key, v)?;
-        }
         let charge = match close.rating {
             // The record was open under its lock, so no charge carries its
             // key yet (the unique index would still refuse a second one).
@@ -648,12 +642,8 @@ pub fn close_and_charge(
             _ => None,
         };
         let balance = (balance + charge.as_ref().map_or(Decimal::ZERO, |c| c.amount)).normalize();
-        let cdr = match close.progress.last_media_at {
-            Some(_) => get(conn, id)?,
-            None => Cdr::try_from(row)?,
-        };
         Ok(ClosedCall {
-            cdr,
+            cdr: Cdr::try_from(row)?,
             charge,
             balance,
             newly_closed: true,

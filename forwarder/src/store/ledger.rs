@@ -12,7 +12,7 @@
 //! transaction as every entry, so reading it is one row; [`ledger_sum`]
 //! recomputes it from the entries (the tests check that both agree).
 
-use super::{clean_text, is_unique_violation, lock_subscriber, time_of, StoreError};
+use super::{clean_text, is_unique_violation, subscribers, time_of, StoreError};
 use crate::amount;
 use crate::authorize::Standing;
 use crate::db::money::StoredMoney;
@@ -212,20 +212,32 @@ pub fn record(
 ) -> Result<Recorded, StoreError> {
     let key = new.validate()?;
     let reason = new.reason.as_deref().map(str::trim);
+    let e = Insert {
+        subscriber_id,
+        kind: new.kind,
+        amount: new.amount,
+        reason,
+        cdr_id: None,
+        key: &key,
+    };
     conn.transaction(|conn| {
-        lock_subscriber(conn, subscriber_id)?;
-        insert_locked(
-            conn,
-            &Insert {
-                subscriber_id,
-                kind: new.kind,
-                amount: new.amount,
-                reason,
-                cdr_id: None,
-                key: &key,
-            },
-            now,
-        )
+        let (subscriber, balance) = subscribers::lock_and_get(conn, subscriber_id)?;
+        if let Some(existing) = by_key(conn, &key)? {
+            let same = existing.subscriber_id == subscriber_id
+                && existing.kind == e.kind
+                && existing.amount == e.amount
+                && existing.reason == e.reason.map(|r| clean_text(r, MAX_REASON_LEN))
+                && existing.cdr_id.is_none();
+            if same {
+                return Ok(Recorded::Existing(existing));
+            }
+            return Err(StoreError::Conflict(format!(
+                "idempotency key {:?} was already used for a different entry (id {})",
+                key, existing.id
+            )));
+        }
+        insert_new_locked(conn, &e, subscriber.currency.as_str(), balance, now)
+            .map(Recorded::Created)
     })
 }
 
@@ -239,39 +251,9 @@ pub(crate) struct Insert<'a> {
     pub key: &'a str,
 }
 
-/// Writes an entry and moves the cached balance. The caller holds the
-/// subscriber's lock inside its transaction.
-pub(crate) fn insert_locked(
-    conn: &mut DbConnection,
-    e: &Insert<'_>,
-    now: DateTime<Utc>,
-) -> Result<Recorded, StoreError> {
-    let (currency, balance): (String, StoredMoney) = subs::table
-        .find(e.subscriber_id)
-        .select((subs::currency, subs::balance))
-        .get_result(conn)?;
-    if let Some(existing) = by_key(conn, e.key)? {
-        let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
-        let same = existing.subscriber_id == e.subscriber_id
-            && existing.kind == e.kind
-            && existing.amount == e.amount
-            && existing.reason == reason
-            && existing.cdr_id == e.cdr_id;
-        if same {
-            return Ok(Recorded::Existing(existing));
-        }
-        return Err(StoreError::Conflict(format!(
-            "idempotency key {:?} was already used for a different entry (id {})",
-            e.key, existing.id
-        )));
-    }
-    insert_new_locked(conn, e, &currency, balance.0, now).map(Recorded::Created)
-}
-
 /// Writes an entry whose key is known to be unused and moves the balance,
 /// from the subscriber's `currency` and `balance` read under the lock the
-/// caller holds: two statements (the close of a call, which checked the key
-/// under the record's lock). A key used after all is a conflict.
+/// caller holds: two statements. A key used after all is a conflict.
 pub(crate) fn insert_new_locked(
     conn: &mut DbConnection,
     e: &Insert<'_>,

@@ -43,10 +43,8 @@ pub mod rules;
 pub mod statements;
 pub mod subscribers;
 
-use crate::db::schema::subscribers as subs;
 use crate::db::{from_micros, DbConnection, DbError};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// Outcomes a caller must tell apart from storage failures.
@@ -83,24 +81,28 @@ pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
     )
 }
 
+/// Locks one row of a table with an `updated_at` column for the rest of the
+/// transaction and reads it, in one statement (see the module docs): `SELECT
+/// … FOR UPDATE` on PostgreSQL, a no-op `UPDATE … RETURNING` on SQLite.
+/// Must be the transaction's first statement. `lock_row!(conn, table_module,
+/// key)` is a `QueryResult<Option<Row>>`, the row type from the context.
+macro_rules! lock_row {
+    ($conn:expr, $table:ident, $key:expr) => {
+        match $conn {
+            DbConnection::Postgres(c) => $table::table.find($key).for_update().get_result(c),
+            DbConnection::Sqlite(c) => diesel::update($table::table.find($key))
+                .set($table::updated_at.eq($table::updated_at))
+                .get_result(c),
+        }
+        .optional()
+    };
+}
+pub(crate) use lock_row;
+
 /// Takes the subscriber's row lock for the rest of the transaction (see the
 /// module docs). Must be the transaction's first statement.
 pub(crate) fn lock_subscriber(conn: &mut DbConnection, id: i64) -> Result<(), StoreError> {
-    let n = match conn {
-        DbConnection::Postgres(c) => subs::table
-            .find(id)
-            .select(subs::id)
-            .for_update()
-            .load::<i64>(c)?
-            .len(),
-        DbConnection::Sqlite(c) => diesel::update(subs::table.find(id))
-            .set(subs::updated_at.eq(subs::updated_at))
-            .execute(c)?,
-    };
-    if n == 0 {
-        return Err(StoreError::NotFound("subscriber"));
-    }
-    Ok(())
+    subscribers::lock_and_get(conn, id).map(drop)
 }
 
 /// Text from the outside world made safe to store: PostgreSQL refuses NUL

@@ -115,13 +115,7 @@ pub(crate) fn lock_and_get(
     conn: &mut DbConnection,
     id: i64,
 ) -> Result<(Subscriber, Decimal), StoreError> {
-    let row: Option<SubscriberRow> = match conn {
-        DbConnection::Postgres(c) => subs::table.find(id).for_update().get_result(c),
-        DbConnection::Sqlite(c) => diesel::update(subs::table.find(id))
-            .set(subs::updated_at.eq(subs::updated_at))
-            .get_result(c),
-    }
-    .optional()?;
+    let row: Option<SubscriberRow> = super::lock_row!(conn, subs, id)?;
     let Some(row) = row else {
         return Err(StoreError::NotFound("subscriber"));
     };
