@@ -1,7 +1,9 @@
 //! What the call path's storage costs per call: [`admit`] (number lookup,
 //! standing, authorization, rule, open CDR in one transaction), one
 //! [`cdrs::update`] at answer and [`cdrs::close_and_charge`] at hangup, on
-//! SQLite (file, WAL) and, with TEST_POSTGRES_URL, PostgreSQL.
+//! SQLite (file, WAL) and, with TEST_POSTGRES_URL, PostgreSQL; for
+//! subscribers without spend caps and for subscribers with daily and monthly
+//! caps whose day already holds [`PRIOR_CHARGES`] charged calls.
 //!
 //! `cargo bench -p forwarder --bench call_store`
 
@@ -20,11 +22,17 @@ use provider_sdk::number::E164;
 use rust_decimal::Decimal;
 
 const SUBSCRIBERS: i64 = 100;
+/// Subscribers with spend caps, and the calls already charged today to
+/// each before measuring (a busy number: a shop's or a call centre's).
+const CAPPED: i64 = 10;
+const PRIOR_CHARGES: u64 = 1_000;
 
-fn setup(db: &Database) {
+/// Subscribers `first .. first + count`, with caps or without.
+fn setup(db: &Database, first: i64, count: i64, capped: bool) {
     let mut conn = db.conn().unwrap();
     let now = Utc::now();
-    for i in 0..SUBSCRIBERS {
+    let cap = capped.then(|| Decimal::from(1_000_000));
+    for i in first..first + count {
         let s = subscribers::add(
             &mut conn,
             &NewSubscriber {
@@ -34,8 +42,8 @@ fn setup(db: &Database) {
                 plan: "standard".into(),
                 currency: "EUR".parse().unwrap(),
                 account: Account::Prepaid,
-                daily_spend_cap: None,
-                monthly_spend_cap: None,
+                daily_spend_cap: cap,
+                monthly_spend_cap: cap,
                 max_concurrent_calls: Some(100),
             },
             now,
@@ -72,11 +80,11 @@ fn number(i: i64) -> E164 {
     E164::parse(&format!("+4930{:06}", i)).unwrap()
 }
 
-fn one_call(conn: &mut DbConnection, i: u64) {
+fn one_call(conn: &mut DbConnection, first: i64, count: i64, i: u64) {
     let now = Utc::now();
     let call = InboundCall {
         id: uuid::Uuid::now_v7(),
-        called_number: number((i % SUBSCRIBERS as u64) as i64),
+        called_number: number(first + (i % count as u64) as i64),
         caller_number: Some("+441632960123".into()),
         caller_name: Some("Bench".into()),
     };
@@ -121,7 +129,7 @@ fn one_call(conn: &mut DbConnection, i: u64) {
 }
 
 fn bench_backend(c: &mut Criterion, name: &str, db: &Database) {
-    setup(db);
+    setup(db, 0, SUBSCRIBERS, false);
     let mut conn = db.conn().unwrap();
     let mut i = 0u64;
     c.bench_function(
@@ -129,7 +137,24 @@ fn bench_backend(c: &mut Criterion, name: &str, db: &Database) {
         |b| {
             b.iter(|| {
                 i += 1;
-                one_call(&mut conn, i);
+                one_call(&mut conn, 0, SUBSCRIBERS, i);
+            })
+        },
+    );
+    // Spend caps: every admission needs the day's and the month's spend.
+    let first = SUBSCRIBERS;
+    setup(db, first, CAPPED, true);
+    for i in 0..PRIOR_CHARGES * CAPPED as u64 {
+        one_call(&mut conn, first, CAPPED, i);
+    }
+    c.bench_function(
+        &format!(
+            "call_store/{name}/capped, {PRIOR_CHARGES} charges today/admit+answer+close_and_charge"
+        ),
+        |b| {
+            b.iter(|| {
+                i += 1;
+                one_call(&mut conn, first, CAPPED, i);
             })
         },
     );

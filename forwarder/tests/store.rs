@@ -645,6 +645,108 @@ fn spend_and_authorization(backend: Backend) {
 }
 both_backends_sync!(spend_and_authorization, super::spend_and_authorization);
 
+/// The spend a call's admission sees (the running totals kept with each
+/// charge) is the ledger's sum for the subscriber's local day and month:
+/// across a day, a daylight-saving change and a month end, after a time
+/// zone change, and with a charge dated before the latest (a clock set
+/// back).
+fn running_spend_totals(backend: Backend) {
+    use forwarder::store::admission::{admit, Admission, InboundCall};
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-02-27T12:00:00Z");
+    let mut new = new_sub("America/New_York", Account::Prepaid);
+    new.daily_spend_cap = Some(dec!(50));
+    new.monthly_spend_cap = Some(dec!(500));
+    new.max_concurrent_calls = None;
+    let s = subscribers::add(conn, &new, t0).unwrap();
+    numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
+    let always = Rule {
+        name: None,
+        targets: vec![parse_target("+491702222").unwrap()],
+        windows: vec![],
+    };
+    rules::replace(conn, s.id, &[always], t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+    let check = |conn: &mut DbConnection, now: DateTime<Utc>| {
+        let s = subscribers::get(conn, s.id).unwrap();
+        let summed = ledger::standing(conn, &s, now).unwrap();
+        let call = InboundCall {
+            id: Uuid::new_v4(),
+            called_number: num("+4930123456"),
+            caller_number: None,
+            caller_name: None,
+        };
+        let Admission::Admitted(a) = admit(conn, &call, now).unwrap() else {
+            panic!("refused at {now}")
+        };
+        assert_eq!(
+            (a.standing.spend_today, a.standing.spend_month),
+            (summed.spend_today, summed.spend_month),
+            "spend at {now}"
+        );
+        // The admitted call ends unanswered: nothing charged.
+        let mut failed = completed(now, 0, dec!(0));
+        failed.status = FinalStatus::Failed;
+        failed.rating = None;
+        cdrs::close_and_charge(conn, a.cdr.id, &failed, now).unwrap();
+        (summed.spend_today, summed.spend_month)
+    };
+    let charge = |conn: &mut DbConnection, at: &str, price: Decimal| {
+        let at = t(at);
+        let id = open_call(conn, s.id, at - Duration::seconds(60));
+        let mut close = completed(at, 60, price);
+        close.progress.answered_at = Some(at - Duration::seconds(60));
+        cdrs::close_and_charge(conn, id, &close, at).unwrap();
+        at
+    };
+    // Nothing charged yet (no totals): the ledger's zero.
+    assert_eq!(check(conn, t0), (dec!(0), dec!(0)));
+    // Feb 27 and 28 (EST), then Mar 1 local and the DST change on Mar 8.
+    let at = charge(conn, "2026-02-27T15:00:00Z", dec!(1.10));
+    assert_eq!(check(conn, at), (dec!(1.10), dec!(1.10)));
+    let at = charge(conn, "2026-02-27T16:00:00Z", dec!(0.40));
+    assert_eq!(check(conn, at), (dec!(1.50), dec!(1.50)));
+    // The next local day, nothing charged yet, then a charge.
+    assert_eq!(
+        check(conn, t("2026-02-28T06:00:00Z")),
+        (dec!(0), dec!(1.50))
+    );
+    let at = charge(conn, "2026-02-28T20:00:00Z", dec!(2));
+    assert_eq!(check(conn, at), (dec!(2), dec!(3.50)));
+    // Mar 1 04:00Z is still Feb 28 in New York; 05:00Z is March.
+    let at = charge(conn, "2026-03-01T04:30:00Z", dec!(0.25));
+    assert_eq!(check(conn, at), (dec!(2.25), dec!(3.75)));
+    assert_eq!(check(conn, t("2026-03-01T05:30:00Z")), (dec!(0), dec!(0)));
+    let at = charge(conn, "2026-03-08T12:00:00Z", dec!(3));
+    assert_eq!(check(conn, at), (dec!(3), dec!(3)));
+    // A charge dated before the latest one (the clock set back a day).
+    let at = charge(conn, "2026-03-07T12:00:00Z", dec!(0.50));
+    assert_eq!(check(conn, at), (dec!(0.50), dec!(3.50)));
+    assert_eq!(
+        check(conn, t("2026-03-08T13:00:00Z")),
+        (dec!(3), dec!(3.50))
+    );
+    let at = charge(conn, "2026-03-08T14:00:00Z", dec!(1));
+    assert_eq!(check(conn, at), (dec!(4), dec!(4.50)));
+    // Another zone: Mar 9 01:30 in Berlin (still Mar 8 in New York), and
+    // Berlin's March holds the charge of Feb 28 23:30 in New York.
+    let patch = SubscriberPatch {
+        time_zone: Some("Europe/Berlin".parse().unwrap()),
+        ..SubscriberPatch::default()
+    };
+    subscribers::update(conn, s.id, &patch, at).unwrap();
+    assert_eq!(
+        check(conn, t("2026-03-09T00:30:00Z")),
+        (dec!(0), dec!(4.75))
+    );
+    let at = charge(conn, "2026-03-09T00:40:00Z", dec!(0.75));
+    assert_eq!(check(conn, at), (dec!(0.75), dec!(5.50)));
+    assert_eq!(check_balance(conn, s.id), dec!(100) - dec!(9));
+}
+both_backends_sync!(running_spend_totals, super::running_spend_totals);
+
 /// Caller numbers and names are any text: NUL, control characters, quotes,
 /// very long strings; stored safely (cut, NUL replaced), never an error.
 fn caller_text_is_any_text(backend: Backend) {

@@ -20,6 +20,10 @@ diesel::table! {
         balance -> Money,
         created_at -> BigInt,
         updated_at -> BigInt,
+        spend_day_from -> Nullable<BigInt>,
+        spend_day -> Nullable<Money>,
+        spend_month_from -> Nullable<BigInt>,
+        spend_month -> Nullable<Money>,
     }
 }
 

@@ -66,13 +66,13 @@ pub fn admit(
     };
     let id = owner.subscriber_id;
     conn.transaction(|conn| {
-        let (subscriber, balance) = subscribers::lock_and_get(conn, id)?;
+        let (subscriber, money) = subscribers::lock_and_get_money(conn, id)?;
         // The number may have moved between the lookup and the lock.
         match numbers::get(conn, &call.called_number)? {
             Some(n) if n.subscriber_id == id => {}
             _ => return Ok(Admission::Refused(Refusal::unknown_number())),
         }
-        let standing = ledger::standing_for_call(conn, &subscriber, balance, now)?;
+        let standing = ledger::standing_for_call(conn, &subscriber, money, now)?;
         if let Err(r) = authorize(Some(&subscriber), &standing) {
             return Ok(Admission::Refused(r));
         }

@@ -576,7 +576,8 @@ pub fn close_and_charge(
     conn.transaction(|conn| {
         let current = lock_cdr(conn, &key)?;
         let subscriber_id = current.subscriber_id;
-        let (subscriber, balance) = subscribers::lock_and_get(conn, subscriber_id)?;
+        let (subscriber, money) = subscribers::lock_and_get_money(conn, subscriber_id)?;
+        let balance = money.balance;
         if !current.status.is_open() {
             return retried_close(conn, current, close, cause.as_deref());
         }
@@ -625,20 +626,25 @@ pub fn close_and_charge(
         let charge = match close.rating {
             // The record was open under its lock, so no charge carries its
             // key yet (the unique index would still refuse a second one).
-            Some(r) if r.price > Decimal::ZERO => Some(ledger::insert_new_locked(
-                conn,
-                &Insert {
-                    subscriber_id,
-                    kind: EntryKind::CallCharge,
-                    amount: -r.price,
-                    reason: None,
-                    cdr_id: Some(id),
-                    key: &key,
-                },
-                subscriber.currency.as_str(),
-                balance,
-                now,
-            )?),
+            Some(r) if r.price > Decimal::ZERO => {
+                let totals =
+                    ledger::totals_after_charge(conn, &subscriber, money.spend, r.price, now)?;
+                Some(ledger::insert_new_locked(
+                    conn,
+                    &Insert {
+                        subscriber_id,
+                        kind: EntryKind::CallCharge,
+                        amount: -r.price,
+                        reason: None,
+                        cdr_id: Some(id),
+                        key: &key,
+                    },
+                    subscriber.currency.as_str(),
+                    balance,
+                    Some(totals),
+                    now,
+                )?)
+            }
             _ => None,
         };
         let balance = (balance + charge.as_ref().map_or(Decimal::ZERO, |c| c.amount)).normalize();

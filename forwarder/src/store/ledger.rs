@@ -12,6 +12,7 @@
 //! transaction as every entry, so reading it is one row; [`ledger_sum`]
 //! recomputes it from the entries (the tests check that both agree).
 
+use super::subscribers::{Money, SpendTotals};
 use super::{clean_text, is_unique_violation, subscribers, time_of, StoreError};
 use crate::amount;
 use crate::authorize::Standing;
@@ -236,7 +237,8 @@ pub fn record(
                 key, existing.id
             )));
         }
-        insert_new_locked(conn, &e, subscriber.currency.as_str(), balance, now)
+        // Never a call charge (validated above): the spend totals stand.
+        insert_new_locked(conn, &e, subscriber.currency.as_str(), balance, None, now)
             .map(Recorded::Created)
     })
 }
@@ -253,12 +255,15 @@ pub(crate) struct Insert<'a> {
 
 /// Writes an entry whose key is known to be unused and moves the balance,
 /// from the subscriber's `currency` and `balance` read under the lock the
-/// caller holds: two statements. A key used after all is a conflict.
+/// caller holds, and sets the running spend `totals` when given (those
+/// after a call charge, from [`totals_after_charge`]): two statements. A
+/// key used after all is a conflict.
 pub(crate) fn insert_new_locked(
     conn: &mut DbConnection,
     e: &Insert<'_>,
     currency: &str,
     balance: Decimal,
+    totals: Option<SpendTotals>,
     now: DateTime<Utc>,
 ) -> Result<LedgerEntry, StoreError> {
     let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
@@ -286,9 +291,20 @@ pub(crate) fn insert_new_locked(
         }
         other => other?,
     };
-    diesel::update(subs::table.find(e.subscriber_id))
-        .set(subs::balance.eq(StoredMoney(balance + e.amount)))
-        .execute(conn)?;
+    let balance = subs::balance.eq(StoredMoney(balance + e.amount));
+    let target = diesel::update(subs::table.find(e.subscriber_id));
+    match totals {
+        None => target.set(balance).execute(conn)?,
+        Some(t) => target
+            .set((
+                balance,
+                subs::spend_day_from.eq(t.day.map(|d| d.0)),
+                subs::spend_day.eq(t.day.map(|d| StoredMoney(d.1))),
+                subs::spend_month_from.eq(t.month.map(|m| m.0)),
+                subs::spend_month.eq(t.month.map(|m| StoredMoney(m.1))),
+            ))
+            .execute(conn)?,
+    };
     Ok(LedgerEntry {
         id,
         subscriber_id: e.subscriber_id,
@@ -414,24 +430,72 @@ pub fn standing(
 /// otherwise, and summing a busy month's charges costs time on every call);
 /// an uncapped total reads as zero. `balance` is the one read under the
 /// subscriber's lock (the row read with the lock, in the same statement).
-pub fn standing_for_call(
+pub(crate) fn standing_for_call(
     conn: &mut DbConnection,
     subscriber: &Subscriber,
-    balance: Decimal,
+    money: Money,
     now: DateTime<Utc>,
 ) -> Result<Standing, StoreError> {
+    let tz = subscriber.time_zone;
     Ok(Standing {
-        balance,
+        balance: money.balance,
         spend_today: match subscriber.daily_spend_cap {
-            Some(_) => spend_today(conn, subscriber, now)?,
             None => Decimal::ZERO,
+            Some(_) => match known_spend(money.spend.day, local_day(tz, now).0) {
+                Some(v) => v,
+                None => spend_today(conn, subscriber, now)?,
+            },
         },
         spend_month: match subscriber.monthly_spend_cap {
-            Some(_) => spend_month(conn, subscriber, now)?,
             None => Decimal::ZERO,
+            Some(_) => match known_spend(money.spend.month, local_month(tz, now).0) {
+                Some(v) => v,
+                None => spend_month(conn, subscriber, now)?,
+            },
         },
         active_calls: super::cdrs::active_calls(conn, subscriber.id)?,
     })
+}
+
+/// The spend of the period starting at `from` as a running total tells it:
+/// the total when it counts that period; zero when it counts an earlier one
+/// (every charge moves the total to its own period, so none came since);
+/// unknown otherwise (no total, or a clock set back).
+fn known_spend(total: Option<(i64, Decimal)>, from: DateTime<Utc>) -> Option<Decimal> {
+    let from = to_micros(from);
+    match total {
+        Some((f, v)) if f == from => Some(v),
+        Some((f, _)) if f < from => Some(Decimal::ZERO),
+        _ => None,
+    }
+}
+
+/// The running spend totals once a call charge of `spent` (positive),
+/// created at `at`, is recorded: added to the total of its day and month,
+/// or, for a period the totals do not count yet, summed from the ledger
+/// (which does not hold this charge yet) once, at the period's first charge.
+pub(crate) fn totals_after_charge(
+    conn: &mut DbConnection,
+    subscriber: &Subscriber,
+    totals: SpendTotals,
+    spent: Decimal,
+    at: DateTime<Utc>,
+) -> Result<SpendTotals, StoreError> {
+    let tz = subscriber.time_zone;
+    let mut advance = |total: Option<(i64, Decimal)>,
+                       (from, to): (DateTime<Utc>, DateTime<Utc>)| {
+        let start = to_micros(from);
+        Ok::<_, StoreError>(match total {
+            Some((f, v)) if f == start => Some((f, v + spent)),
+            // Dated before the period the total counts (a clock set
+            // back): the charge is in the ledger, the total stands.
+            Some((f, _)) if f > start => total,
+            _ => Some((start, spend_between(conn, subscriber.id, from, to)? + spent)),
+        })
+    };
+    let day = advance(totals.day, local_day(tz, at))?;
+    let month = advance(totals.month, local_month(tz, at))?;
+    Ok(SpendTotals { day, month })
 }
 
 /// Entries newest first: at most `limit`, with ids below `before` when given

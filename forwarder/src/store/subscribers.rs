@@ -28,6 +28,10 @@ pub(crate) struct SubscriberRow {
     balance: StoredMoney,
     created_at: i64,
     updated_at: i64,
+    spend_day_from: Option<i64>,
+    spend_day: Option<StoredMoney>,
+    spend_month_from: Option<i64>,
+    spend_month: Option<StoredMoney>,
 }
 
 impl TryFrom<SubscriberRow> for Subscriber {
@@ -115,12 +119,44 @@ pub(crate) fn lock_and_get(
     conn: &mut DbConnection,
     id: i64,
 ) -> Result<(Subscriber, Decimal), StoreError> {
+    let (subscriber, money) = lock_and_get_money(conn, id)?;
+    Ok((subscriber, money.balance))
+}
+
+/// [`lock_and_get`] with the running spend totals, for the call path.
+pub(crate) fn lock_and_get_money(
+    conn: &mut DbConnection,
+    id: i64,
+) -> Result<(Subscriber, Money), StoreError> {
     let row: Option<SubscriberRow> = super::lock_row!(conn, subs, id)?;
     let Some(row) = row else {
         return Err(StoreError::NotFound("subscriber"));
     };
-    let balance = row.balance.0;
-    Ok((Subscriber::try_from(row)?, balance))
+    let money = Money {
+        balance: row.balance.0,
+        spend: SpendTotals {
+            day: row.spend_day_from.zip(row.spend_day.map(|m| m.0)),
+            month: row.spend_month_from.zip(row.spend_month.map(|m| m.0)),
+        },
+    };
+    Ok((Subscriber::try_from(row)?, money))
+}
+
+/// What a locked subscriber row says about its money.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Money {
+    /// The cached sum of the ledger.
+    pub balance: Decimal,
+    pub spend: SpendTotals,
+}
+
+/// The running totals of call charges: for the local day and the local
+/// month of the latest charge, each as (start of the period in UTC
+/// microseconds, total spent). `None`: not known, sum the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct SpendTotals {
+    pub day: Option<(i64, Decimal)>,
+    pub month: Option<(i64, Decimal)>,
 }
 
 /// Every subscriber, by id.
@@ -154,8 +190,16 @@ pub fn update(
                 .execute(conn)?;
         }
         if let Some(v) = &patch.time_zone {
+            // The running spend totals are per local day and month: in
+            // another zone they are unknown until the next charge.
             diesel::update(target)
-                .set(subs::time_zone.eq(v.name()))
+                .set((
+                    subs::time_zone.eq(v.name()),
+                    subs::spend_day_from.eq(None::<i64>),
+                    subs::spend_day.eq(None::<StoredMoney>),
+                    subs::spend_month_from.eq(None::<i64>),
+                    subs::spend_month.eq(None::<StoredMoney>),
+                ))
                 .execute(conn)?;
         }
         if let Some(v) = &patch.plan {
