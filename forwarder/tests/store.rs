@@ -888,3 +888,116 @@ fn admission(backend: Backend) {
     assert_eq!(cdrs::active_calls(&mut c, s.id).unwrap(), 2);
 }
 both_backends_sync!(admission, super::admission);
+
+/// What a connection ran and what it prepared for keeps, by SQL text.
+#[derive(Default, Clone)]
+struct Statements(std::sync::Arc<std::sync::Mutex<(Vec<String>, Vec<String>)>>);
+
+impl diesel::connection::Instrumentation for Statements {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::connection::InstrumentationEvent as E;
+        let mut s = self.0.lock().unwrap();
+        match event {
+            E::StartQuery { query, .. } => {
+                // Shown with its binds after " -- binds: ".
+                let text = query.to_string();
+                let sql = text.split(" -- binds: ").next().unwrap_or("").to_owned();
+                s.0.push(sql);
+            }
+            E::CacheQuery { sql, .. } => s.1.push(sql.to_owned()),
+            _ => {}
+        }
+    }
+}
+
+/// The call path's statements are prepared once per connection: on a
+/// second call alike in every way (admitted, answered, media noted, closed
+/// and charged) every statement it runs is one the connection already
+/// keeps prepared, and none is prepared anew.
+fn call_path_statements_stay_prepared(backend: Backend) {
+    use diesel::Connection;
+    use forwarder::store::admission::{admit, Admission, InboundCall};
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    let mut new = new_sub("Europe/Berlin", Account::Prepaid);
+    new.daily_spend_cap = Some(dec!(50));
+    new.max_concurrent_calls = Some(5);
+    let s = subscribers::add(conn, &new, t0).unwrap();
+    numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
+    let always = Rule {
+        name: None,
+        targets: vec![parse_target("+491702222").unwrap()],
+        windows: vec![],
+    };
+    rules::replace(conn, s.id, &[always], t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+    // Another pooled connection, which has prepared nothing yet (the one
+    // above has, unseen).
+    let mut fresh = tdb.db.conn().unwrap();
+    let conn = &mut *fresh;
+    let seen = Statements::default();
+    conn.set_instrumentation(seen.clone());
+    let one_call = |conn: &mut DbConnection, at: DateTime<Utc>| {
+        let call = InboundCall {
+            id: Uuid::now_v7(),
+            called_number: num("+4930123456"),
+            caller_number: Some("+441234567".into()),
+            caller_name: None,
+        };
+        let Admission::Admitted(a) = admit(conn, &call, at).unwrap() else {
+            panic!("refused")
+        };
+        let answered = CdrProgress {
+            target: Some(num("+491702222")),
+            answered_at: Some(at + Duration::seconds(2)),
+            provider_id: Some(7),
+            provider_name: Some("carrier".into()),
+            decision: Some(serde_json::json!({"chosen": 7})),
+            ticket_id: Some(Uuid::now_v7().to_string()),
+            ..CdrProgress::default()
+        };
+        cdrs::note_progress(conn, a.cdr.id, &answered, at + Duration::seconds(2)).unwrap();
+        conn.transaction(|c| cdrs::media_seen(c, a.cdr.id, at + Duration::seconds(30)))
+            .unwrap();
+        let mut close = completed(at + Duration::seconds(62), 60, dec!(0.12));
+        close.progress.attempts = Some(serde_json::json!([{"provider": 7, "status": 200}]));
+        close.progress.last_media_at = Some(at + Duration::seconds(61));
+        let closed =
+            cdrs::close_and_charge(conn, a.cdr.id, &close, at + Duration::seconds(62)).unwrap();
+        assert!(closed.newly_closed && closed.charge.is_some());
+    };
+    // Twice first: the first charge of a day takes the long way round.
+    one_call(conn, t0);
+    one_call(conn, t0 + Duration::minutes(5));
+    let (ran_before, kept) = {
+        let mut s = seen.0.lock().unwrap();
+        let ran = s.0.len();
+        s.0.clear();
+        (ran, std::mem::take(&mut s.1))
+    };
+    assert!(ran_before > 0, "instrumentation saw the calls");
+    one_call(conn, t0 + Duration::minutes(10));
+    let s = seen.0.lock().unwrap();
+    let transaction_control = |sql: &str| {
+        let word = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"].contains(&word.as_str())
+    };
+    let ran: Vec<&String> = s.0.iter().filter(|q| !transaction_control(q)).collect();
+    assert!(ran.len() >= 8, "the call ran its statements: {ran:#?}");
+    assert!(s.1.is_empty(), "prepared anew on a repeat call: {:#?}", s.1);
+    let not_kept: Vec<&&String> = ran.iter().filter(|q| !kept.contains(q)).collect();
+    assert!(
+        not_kept.is_empty(),
+        "run without being kept prepared: {not_kept:#?}"
+    );
+}
+both_backends_sync!(
+    call_path_statements_stay_prepared,
+    super::call_path_statements_stay_prepared
+);

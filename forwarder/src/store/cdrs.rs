@@ -18,6 +18,7 @@
 //! [`active_calls`] counts a subscriber's open CDRs for the concurrent-call cap.
 
 use super::ledger::{self, EntryKind, Insert, LedgerEntry};
+use super::prepared::keep_prepared;
 use super::{clean_text, is_unique_violation, lock_subscriber, subscribers, time_of, StoreError};
 use crate::db::money::StoredMoney;
 use crate::db::schema::cdrs;
@@ -356,18 +357,21 @@ fn caller_text(s: &Option<String>) -> Option<String> {
 
 fn insert_new(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> {
     let t = to_micros(new.received_at);
-    let inserted = diesel::insert_into(cdrs::table)
-        .values((
-            cdrs::id.eq(new.id.to_string()),
-            cdrs::subscriber_id.eq(new.subscriber_id),
-            cdrs::called_number.eq(new.called_number.to_string()),
-            cdrs::caller_number.eq(caller_text(&new.caller_number)),
-            cdrs::caller_name.eq(caller_text(&new.caller_name)),
-            cdrs::status.eq(CdrStatus::Open.as_str()),
-            cdrs::received_at.eq(t),
-            cdrs::updated_at.eq(t),
-        ))
-        .get_result::<CdrRow>(conn);
+    let inserted = keep_prepared(
+        diesel::insert_into(cdrs::table)
+            .values((
+                cdrs::id.eq(new.id.to_string()),
+                cdrs::subscriber_id.eq(new.subscriber_id),
+                cdrs::called_number.eq(new.called_number.to_string()),
+                cdrs::caller_number.eq(caller_text(&new.caller_number)),
+                cdrs::caller_name.eq(caller_text(&new.caller_name)),
+                cdrs::status.eq(CdrStatus::Open.as_str()),
+                cdrs::received_at.eq(t),
+                cdrs::updated_at.eq(t),
+            ))
+            .returning(cdrs::all_columns),
+    )
+    .get_result::<CdrRow>(conn);
     match inserted {
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "call record {} already exists",
@@ -454,10 +458,15 @@ fn apply_progress(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let answered = p.answered_at.map(|_| CdrStatus::Answered);
-    let n = diesel::update(cdrs::table.find(id).filter(still_open()))
-        .set(ProgressSet::of(p, answered, now)?)
-        .execute(conn)?;
-    if n == 0 {
+    // A handful of shapes: the fields a progress note carries.
+    let updated = keep_prepared(
+        diesel::update(cdrs::table.find(id).filter(still_open()))
+            .set(ProgressSet::of(p, answered, now)?)
+            .returning(cdrs::id),
+    )
+    .get_result::<String>(conn)
+    .optional()?;
+    if updated.is_none() {
         return Ok(false);
     }
     if let Some(v) = p.last_media_at {
@@ -510,16 +519,21 @@ fn media_seen_inner(
     conn: &mut DbConnection,
     id: &str,
     at: DateTime<Utc>,
-) -> Result<usize, StoreError> {
+) -> Result<(), StoreError> {
     let t = to_micros(at);
     // Only forward: a late, out-of-order report never moves it back.
-    Ok(diesel::update(
-        cdrs::table
-            .find(id)
-            .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
+    keep_prepared(
+        diesel::update(
+            cdrs::table
+                .find(id)
+                .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
+        )
+        .set(cdrs::last_media_at.eq(t))
+        .returning(cdrs::id),
     )
-    .set(cdrs::last_media_at.eq(t))
-    .execute(conn)?)
+    .get_result::<String>(conn)
+    .optional()?;
+    Ok(())
 }
 
 /// Notes that media was flowing at `at` (one UPDATE, meant to be called
@@ -527,15 +541,19 @@ fn media_seen_inner(
 /// time backwards.
 pub fn media_seen(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
     let t = to_micros(at);
-    let n = diesel::update(
-        cdrs::table
-            .find(id.to_string())
-            .filter(still_open())
-            .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
+    let updated = keep_prepared(
+        diesel::update(
+            cdrs::table
+                .find(id.to_string())
+                .filter(still_open())
+                .filter(cdrs::last_media_at.is_null().or(cdrs::last_media_at.lt(t))),
+        )
+        .set(cdrs::last_media_at.eq(t))
+        .returning(cdrs::id),
     )
-    .set(cdrs::last_media_at.eq(t))
-    .execute(conn)?;
-    if n == 0 {
+    .get_result::<String>(conn)
+    .optional()?;
+    if updated.is_none() {
         // Either nothing to change or no such record: tell the latter.
         get(conn, id)?;
     }
@@ -607,22 +625,25 @@ pub fn close_and_charge(
         // Open: checked above under the record's lock. What the progress
         // carries and the final fields in one UPDATE, which returns the
         // record as closed.
-        let row: CdrRow = diesel::update(cdrs::table.find(&key))
-            .set((
-                ProgressSet::of(&close.progress, Some(status), now)?,
-                (
-                    cdrs::ended_at.eq(to_micros(close.ended_at)),
-                    cdrs::sip_status.eq(close.sip_status.map(i32::from)),
-                    cdrs::hangup_cause.eq(&cause),
-                    cdrs::billable_seconds.eq(billable),
-                    cdrs::media_stats.eq(&media),
-                    cdrs::price.eq(close.rating.map(|r| StoredMoney(r.price))),
-                    cdrs::provider_cost.eq(close.rating.map(|r| StoredMoney(r.provider_cost))),
-                    cdrs::margin.eq(close.rating.map(|r| StoredMoney(r.margin))),
-                    cdrs::rating_currency.eq(close.rating.map(|r| r.currency.to_string())),
-                ),
-            ))
-            .get_result(conn)?;
+        let row: CdrRow = keep_prepared(
+            diesel::update(cdrs::table.find(&key))
+                .set((
+                    ProgressSet::of(&close.progress, Some(status), now)?,
+                    (
+                        cdrs::ended_at.eq(to_micros(close.ended_at)),
+                        cdrs::sip_status.eq(close.sip_status.map(i32::from)),
+                        cdrs::hangup_cause.eq(&cause),
+                        cdrs::billable_seconds.eq(billable),
+                        cdrs::media_stats.eq(&media),
+                        cdrs::price.eq(close.rating.map(|r| StoredMoney(r.price))),
+                        cdrs::provider_cost.eq(close.rating.map(|r| StoredMoney(r.provider_cost))),
+                        cdrs::margin.eq(close.rating.map(|r| StoredMoney(r.margin))),
+                        cdrs::rating_currency.eq(close.rating.map(|r| r.currency.to_string())),
+                    ),
+                ))
+                .returning(cdrs::all_columns),
+        )
+        .get_result(conn)?;
         let charge = match close.rating {
             // The record was open under its lock, so no charge carries its
             // key yet (the unique index would still refuse a second one).
@@ -710,11 +731,14 @@ pub fn recovery_end(cdr: &Cdr) -> DateTime<Utc> {
 
 /// Calls in progress for the subscriber (the concurrent-call count).
 pub fn active_calls(conn: &mut DbConnection, subscriber_id: i64) -> Result<u32, StoreError> {
-    let n: i64 = cdrs::table
-        .filter(cdrs::subscriber_id.eq(subscriber_id))
-        .filter(cdrs::status.eq_any(OPEN_STATUSES))
-        .count()
-        .get_result(conn)?;
+    // SQLite spells `eq_any` as `IN (?, ?)`, which diesel never caches.
+    let n: i64 = keep_prepared(
+        cdrs::table
+            .filter(cdrs::subscriber_id.eq(subscriber_id))
+            .filter(cdrs::status.eq_any(OPEN_STATUSES))
+            .count(),
+    )
+    .get_result(conn)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 

@@ -12,6 +12,7 @@
 //! transaction as every entry, so reading it is one row; [`ledger_sum`]
 //! recomputes it from the entries (the tests check that both agree).
 
+use super::prepared::keep_prepared;
 use super::subscribers::{Money, SpendTotals};
 use super::{clean_text, is_unique_violation, subscribers, time_of, StoreError};
 use crate::amount;
@@ -268,19 +269,21 @@ pub(crate) fn insert_new_locked(
 ) -> Result<LedgerEntry, StoreError> {
     let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
     let created_at = to_micros(now);
-    let inserted = diesel::insert_into(le::table)
-        .values((
-            le::subscriber_id.eq(e.subscriber_id),
-            le::kind.eq(e.kind.as_str()),
-            le::amount.eq(StoredMoney(e.amount)),
-            le::currency.eq(currency),
-            le::reason.eq(&reason),
-            le::cdr_id.eq(e.cdr_id.map(|u| u.to_string())),
-            le::idempotency_key.eq(e.key),
-            le::created_at.eq(created_at),
-        ))
-        .returning(le::id)
-        .get_result::<i64>(conn);
+    let inserted = keep_prepared(
+        diesel::insert_into(le::table)
+            .values((
+                le::subscriber_id.eq(e.subscriber_id),
+                le::kind.eq(e.kind.as_str()),
+                le::amount.eq(StoredMoney(e.amount)),
+                le::currency.eq(currency),
+                le::reason.eq(&reason),
+                le::cdr_id.eq(e.cdr_id.map(|u| u.to_string())),
+                le::idempotency_key.eq(e.key),
+                le::created_at.eq(created_at),
+            ))
+            .returning(le::id),
+    )
+    .get_result::<i64>(conn);
     let id = match inserted {
         // Another entry took the key meanwhile.
         Err(err) if is_unique_violation(&err) => {
@@ -293,17 +296,21 @@ pub(crate) fn insert_new_locked(
     };
     let balance = subs::balance.eq(StoredMoney(balance + e.amount));
     let target = diesel::update(subs::table.find(e.subscriber_id));
-    match totals {
-        None => target.set(balance).execute(conn)?,
-        Some(t) => target
-            .set((
-                balance,
-                subs::spend_day_from.eq(t.day.map(|d| d.0)),
-                subs::spend_day.eq(t.day.map(|d| StoredMoney(d.1))),
-                subs::spend_month_from.eq(t.month.map(|m| m.0)),
-                subs::spend_month.eq(t.month.map(|m| StoredMoney(m.1))),
-            ))
-            .execute(conn)?,
+    // The row is locked, so it is there to update.
+    let _: i64 = match totals {
+        None => keep_prepared(target.set(balance).returning(subs::id)).get_result(conn)?,
+        Some(t) => keep_prepared(
+            target
+                .set((
+                    balance,
+                    subs::spend_day_from.eq(t.day.map(|d| d.0)),
+                    subs::spend_day.eq(t.day.map(|d| StoredMoney(d.1))),
+                    subs::spend_month_from.eq(t.month.map(|m| m.0)),
+                    subs::spend_month.eq(t.month.map(|m| StoredMoney(m.1))),
+                ))
+                .returning(subs::id),
+        )
+        .get_result(conn)?,
     };
     Ok(LedgerEntry {
         id,

@@ -29,6 +29,10 @@
 //! and a lock that needs the locked row reads it the same way: on
 //! PostgreSQL every statement is a round trip to the server.
 //!
+//! Statements of a fixed shape that diesel would prepare again on every
+//! use (`UPDATE`s, `INSERT`s, SQLite's `IN` lists) are marked
+//! to be kept prepared (`prepared::keep_prepared`) on the call path.
+//!
 //! Lookups of one row by a unique key use `get_result`, not `first`:
 //! `first` adds `LIMIT ?`, and SQLite re-prepares a statement whose LIMIT
 //! parameter is bound again, which on the call path cost more than the
@@ -39,6 +43,7 @@ pub mod cdrs;
 pub mod credentials;
 pub mod ledger;
 pub mod numbers;
+mod prepared;
 pub mod rules;
 pub mod statements;
 pub mod subscribers;
@@ -90,9 +95,12 @@ macro_rules! lock_row {
     ($conn:expr, $table:ident, $key:expr) => {
         match $conn {
             DbConnection::Postgres(c) => $table::table.find($key).for_update().get_result(c),
-            DbConnection::Sqlite(c) => diesel::update($table::table.find($key))
-                .set($table::updated_at.eq($table::updated_at))
-                .get_result(c),
+            DbConnection::Sqlite(c) => $crate::store::prepared::keep_prepared(
+                diesel::update($table::table.find($key))
+                    .set($table::updated_at.eq($table::updated_at))
+                    .returning($table::all_columns),
+            )
+            .get_result(c),
         }
         .optional()
     };
