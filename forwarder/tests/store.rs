@@ -1001,3 +1001,87 @@ both_backends_sync!(
     call_path_statements_stay_prepared,
     super::call_path_statements_stay_prepared
 );
+
+/// PostgreSQL connections are checked with `SELECT 1` only when their last
+/// check is older than the liveness window; past it, a connection the
+/// server dropped (as in a restart) is replaced before anyone uses it.
+#[test]
+fn pooled_connections_are_checked_after_the_liveness_window() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Integer};
+    use diesel::{Connection, RunQueryDsl};
+    let Some(admin) =
+        common::postgres_url("pooled_connections_are_checked_after_the_liveness_window")
+    else {
+        return;
+    };
+    let tdb = TestDb::new(Backend::Postgres(admin));
+    let hour = forwarder::db::Database::open(&tdb.url, 2)
+        .unwrap()
+        .with_liveness_window(std::time::Duration::from_secs(3600));
+    // The same pool, every connection checked before use.
+    let always = hour.clone().with_liveness_window(std::time::Duration::ZERO);
+    let pid = |c: &mut DbConnection| -> diesel::QueryResult<i32> {
+        let DbConnection::Postgres(pg) = c else {
+            panic!("a PostgreSQL connection")
+        };
+        diesel::select(sql::<Integer>("pg_backend_pid()")).get_result(pg)
+    };
+    let seen = Statements::default();
+    // Two connections opened and checked.
+    let pids = {
+        let (mut a, mut b) = (hour.conn().unwrap(), hour.conn().unwrap());
+        a.set_instrumentation(seen.clone());
+        b.set_instrumentation(seen.clone());
+        [pid(&mut a).unwrap(), pid(&mut b).unwrap()]
+    };
+    {
+        let (mut a, mut b) = (hour.conn().unwrap(), hour.conn().unwrap());
+        let mut again = [pid(&mut a).unwrap(), pid(&mut b).unwrap()];
+        again.sort();
+        let mut first = pids;
+        first.sort();
+        assert_eq!(again, first, "the pool's two connections again");
+    }
+    {
+        let s = seen.0.lock().unwrap();
+        assert!(
+            !s.0.iter().any(|q| q.trim() == "SELECT 1"),
+            "checked again within the window: {:#?}",
+            s.0
+        );
+    }
+    // The server drops both, then waits until they are gone.
+    let mut server = diesel::PgConnection::establish(&tdb.url).unwrap();
+    for p in pids {
+        diesel::select(sql::<Bool>(&format!("pg_terminate_backend({p})")))
+            .get_result::<bool>(&mut server)
+            .unwrap();
+    }
+    for _ in 0..100 {
+        let left: i64 = diesel::select(sql::<diesel::sql_types::BigInt>(&format!(
+            "(SELECT count(*) FROM pg_stat_activity WHERE pid IN ({}, {}))",
+            pids[0], pids[1]
+        )))
+        .get_result(&mut server)
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Within the window a dead connection is handed out unchecked: its
+    // next statement fails, and the pool then discards it.
+    {
+        let mut c = hour.conn().unwrap();
+        assert!(pid(&mut c).is_err(), "a dropped connection fails");
+    }
+    // Past the window every checkout is checked: dead connections are
+    // replaced, and both in use at once are live.
+    let (mut a, mut b) = (always.conn().unwrap(), always.conn().unwrap());
+    let now = [pid(&mut a).unwrap(), pid(&mut b).unwrap()];
+    assert!(
+        now.iter().all(|p| !pids.contains(p)),
+        "new server connections: {now:?} after {pids:?}"
+    );
+}
