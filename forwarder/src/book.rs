@@ -360,11 +360,19 @@ impl CallBook for StoreBook {
                 ..CdrProgress::default()
             },
         };
-        let result = self
-            .db
-            .write(|c| cdrs::close_and_charge(c, end.cdr_id, &close, now))
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let close_once = || {
+            self.db
+                .write(|c| cdrs::close_and_charge(c, end.cdr_id, &close, now))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        // Once more on failure: the connection may have died since its last
+        // check (a database restart), and the pool has replaced it now. A
+        // close is idempotent: a call closed already is not charged twice.
+        let result = close_once().or_else(|e| {
+            tracing::warn!(cdr = %end.cdr_id, error = %e, "CDR close failed; trying once more");
+            close_once()
+        });
         match result {
             Ok(closed) => tracing::info!(
                 cdr = %end.cdr_id,

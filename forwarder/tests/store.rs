@@ -1003,38 +1003,78 @@ both_backends_sync!(
 );
 
 /// PostgreSQL connections are checked with `SELECT 1` only when their last
-/// check is older than the liveness window; past it, a connection the
-/// server dropped (as in a restart) is replaced before anyone uses it.
+/// check is older than the liveness window, or when the pool has lost a
+/// connection since; a connection the server dropped (as in a restart) is
+/// then replaced before anyone uses it.
 #[test]
 fn pooled_connections_are_checked_after_the_liveness_window() {
     use diesel::dsl::sql;
-    use diesel::sql_types::{Bool, Integer};
+    use diesel::sql_types::{BigInt, Bool, Integer};
     use diesel::{Connection, RunQueryDsl};
+    use forwarder::db::Database;
+    use std::time::Duration as StdDuration;
     let Some(admin) =
         common::postgres_url("pooled_connections_are_checked_after_the_liveness_window")
     else {
         return;
     };
     let tdb = TestDb::new(Backend::Postgres(admin));
-    let hour = forwarder::db::Database::open(&tdb.url, 2)
-        .unwrap()
-        .with_liveness_window(std::time::Duration::from_secs(3600));
-    // The same pool, every connection checked before use.
-    let always = hour.clone().with_liveness_window(std::time::Duration::ZERO);
     let pid = |c: &mut DbConnection| -> diesel::QueryResult<i32> {
         let DbConnection::Postgres(pg) = c else {
             panic!("a PostgreSQL connection")
         };
         diesel::select(sql::<Integer>("pg_backend_pid()")).get_result(pg)
     };
+    let mut server = diesel::PgConnection::establish(&tdb.url).unwrap();
+    // A pool of two connections, both opened and checked; their server pids.
+    let two = |window: StdDuration| {
+        let db = Database::open(&tdb.url, 2)
+            .unwrap()
+            .with_liveness_window(window);
+        let (mut a, mut b) = (db.conn().unwrap(), db.conn().unwrap());
+        let pids = [pid(&mut a).unwrap(), pid(&mut b).unwrap()];
+        drop((a, b));
+        (db, pids)
+    };
+    // The server drops them and waits until they are gone.
+    let mut terminate = |pids: [i32; 2]| {
+        for p in pids {
+            diesel::select(sql::<Bool>(&format!("pg_terminate_backend({p})")))
+                .get_result::<bool>(&mut server)
+                .unwrap();
+        }
+        for _ in 0..250 {
+            let left: i64 = diesel::select(sql::<BigInt>(&format!(
+                "(SELECT count(*) FROM pg_stat_activity WHERE pid IN ({}, {}))",
+                pids[0], pids[1]
+            )))
+            .get_result(&mut server)
+            .unwrap();
+            if left == 0 {
+                return;
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+        panic!("the server kept {pids:?}");
+    };
+    let live_pair = |db: &Database, old: [i32; 2]| {
+        let (mut a, mut b) = (db.conn().unwrap(), db.conn().unwrap());
+        let now = [pid(&mut a).unwrap(), pid(&mut b).unwrap()];
+        assert!(
+            now.iter().all(|p| !old.contains(p)),
+            "new server connections: {now:?} after {old:?}"
+        );
+    };
+
+    // Within the window: no check.
+    let (hour, pids) = two(StdDuration::from_secs(3600));
     let seen = Statements::default();
-    // Two connections opened and checked.
-    let pids = {
+    {
+        // Instrumentation stays with a connection across checkouts.
         let (mut a, mut b) = (hour.conn().unwrap(), hour.conn().unwrap());
         a.set_instrumentation(seen.clone());
         b.set_instrumentation(seen.clone());
-        [pid(&mut a).unwrap(), pid(&mut b).unwrap()]
-    };
+    }
     {
         let (mut a, mut b) = (hour.conn().unwrap(), hour.conn().unwrap());
         let mut again = [pid(&mut a).unwrap(), pid(&mut b).unwrap()];
@@ -1051,37 +1091,108 @@ fn pooled_connections_are_checked_after_the_liveness_window() {
             s.0
         );
     }
-    // The server drops both, then waits until they are gone.
-    let mut server = diesel::PgConnection::establish(&tdb.url).unwrap();
-    for p in pids {
-        diesel::select(sql::<Bool>(&format!("pg_terminate_backend({p})")))
-            .get_result::<bool>(&mut server)
-            .unwrap();
-    }
-    for _ in 0..100 {
-        let left: i64 = diesel::select(sql::<diesel::sql_types::BigInt>(&format!(
-            "(SELECT count(*) FROM pg_stat_activity WHERE pid IN ({}, {}))",
-            pids[0], pids[1]
-        )))
-        .get_result(&mut server)
-        .unwrap();
-        if left == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // Within the window a dead connection is handed out unchecked: its
-    // next statement fails, and the pool then discards it.
+    // A dead connection is handed out unchecked within the window: its
+    // next statement fails, the pool discards it, and from then on every
+    // connection is checked again, so the other dead one is replaced too.
+    terminate(pids);
     {
         let mut c = hour.conn().unwrap();
         assert!(pid(&mut c).is_err(), "a dropped connection fails");
     }
+    live_pair(&hour, pids);
+
     // Past the window every checkout is checked: dead connections are
-    // replaced, and both in use at once are live.
-    let (mut a, mut b) = (always.conn().unwrap(), always.conn().unwrap());
-    let now = [pid(&mut a).unwrap(), pid(&mut b).unwrap()];
-    assert!(
-        now.iter().all(|p| !pids.contains(p)),
-        "new server connections: {now:?} after {pids:?}"
-    );
+    // replaced before use.
+    let (always, pids) = two(StdDuration::ZERO);
+    terminate(pids);
+    live_pair(&always, pids);
+}
+
+/// A call's close that meets a connection the server dropped (a database
+/// restart within the liveness window) is tried once more on a fresh one:
+/// the CDR is closed now, not left open until the forwarder's next start.
+#[test]
+fn a_close_on_a_dropped_connection_is_retried() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    use diesel::{Connection, RunQueryDsl};
+    use forwarder::book::StoreBook;
+    use forwarder::calls::{CallBook, CallEnd, CallStart};
+    use forwarder::rating::{Plans, RatingConfig};
+    let Some(admin) = common::postgres_url("a_close_on_a_dropped_connection_is_retried") else {
+        return;
+    };
+    let tdb = TestDb::new(Backend::Postgres(admin));
+    let t0 = Utc::now();
+    {
+        let mut c = tdb.db.conn().unwrap();
+        let conn = &mut *c;
+        let s = subscribers::add(conn, &new_sub("Europe/Berlin", Account::Prepaid), t0).unwrap();
+        numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
+        let always = Rule {
+            name: None,
+            targets: vec![parse_target("+491702222").unwrap()],
+            windows: vec![],
+        };
+        rules::replace(conn, s.id, &[always], t0).unwrap();
+        ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+    }
+    let config = RatingConfig::from_toml(
+        "[plans.standard]\nkind = \"markup\"\ncurrency = \"EUR\"\n\
+         first_increment = 1\nnext_increment = 1\nmarkup_percent = \"20\"\n",
+    )
+    .unwrap();
+    let plans = Plans::from_config(&config, |_| Err::<_, String>("no decks".into())).unwrap();
+    // One connection, checked an hour ago as far as the pool knows.
+    let db = forwarder::db::Database::open(&tdb.url, 1)
+        .unwrap()
+        .with_liveness_window(std::time::Duration::from_secs(3600));
+    let book = StoreBook::new(db.clone(), std::sync::Arc::new(plans));
+    let begun = book
+        .begin(&CallStart {
+            call_id: "retry-1".into(),
+            called: num("+4930123456"),
+            caller: Some("+441234567".into()),
+            caller_name: None,
+            source: "127.0.0.1:5060".parse().unwrap(),
+            received_at: std::time::SystemTime::now(),
+        })
+        .unwrap();
+    let mut server = diesel::PgConnection::establish(&tdb.url).unwrap();
+    // The server drops every connection of the pool, and waits.
+    let others = "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid())";
+    diesel::select(sql::<BigInt>(
+        "(SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid())",
+    ))
+    .get_result::<i64>(&mut server)
+    .unwrap();
+    for _ in 0..250 {
+        if diesel::select(sql::<BigInt>(others))
+            .get_result::<i64>(&mut server)
+            .unwrap()
+            == 0
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    book.finish(CallEnd {
+        cdr_id: begun.cdr_id,
+        subscriber: begun.subscriber,
+        final_status: Some(486),
+        forwarded_to: None,
+        decisions: vec![],
+        attempts: vec![],
+        answered_at: None,
+        ended_at: Some(std::time::SystemTime::now()),
+        hangup: Some("busy".into()),
+        carrier: None,
+        ticket_id: None,
+        media: None,
+    });
+    let mut c = db.conn().unwrap();
+    let open = cdrs::open_cdrs(&mut c).unwrap();
+    assert!(open.is_empty(), "closed at once: {open:?}");
 }

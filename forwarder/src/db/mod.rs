@@ -23,7 +23,7 @@ pub mod schema;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{
-    ConnectionManager, CustomizeConnection, Pool, PooledConnection, R2D2Connection,
+    ConnectionManager, CustomizeConnection, ManageConnection, Pool, PooledConnection,
 };
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -76,7 +76,54 @@ pub enum DbError {
 }
 
 /// A connection checked out of the pool.
-pub type Pooled = PooledConnection<ConnectionManager<DbConnection>>;
+pub type Pooled = PooledConnection<Manager>;
+
+/// diesel's connection manager, plus a note of when the pool last dropped
+/// a broken connection: a lost connection usually means the server went
+/// away, and then every other one is suspect too, however recently checked.
+#[derive(Debug)]
+pub struct Manager {
+    inner: ConnectionManager<DbConnection>,
+    /// When the pool last found a connection broken (shared with the
+    /// [`Database`], which r2d2 does not give its manager).
+    lost_at: LostAt,
+}
+
+/// When a pool last found a connection broken.
+#[derive(Debug, Clone, Default)]
+struct LostAt(Arc<Mutex<Option<Instant>>>);
+
+impl LostAt {
+    fn note(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn since(&self, at: Instant) -> bool {
+        let lost = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lost.is_some_and(|l| l >= at)
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        self.inner.connect()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        self.inner.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        let broken = self.inner.has_broken(conn);
+        if broken {
+            self.lost_at.note();
+        }
+        broken
+    }
+}
 
 /// Applies per-connection settings when the pool opens a connection.
 #[derive(Debug)]
@@ -105,7 +152,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Setup {
 /// The database: a connection pool plus what backend it is.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<Manager>,
     backend: Backend,
     /// SQLite has one writer at a time; concurrent writers otherwise wait
     /// in SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between
@@ -114,6 +161,7 @@ pub struct Database {
     writer: Arc<Mutex<()>>,
     /// See [`LIVENESS_WINDOW`].
     liveness_window: Duration,
+    lost_at: LostAt,
     /// SQLite file: checkpoints in a thread of its own, stopped when the
     /// last clone is dropped.
     _checkpointer: Option<Arc<Checkpointer>>,
@@ -123,7 +171,9 @@ pub struct Database {
 /// out without another: the check is a round trip, and checking before
 /// every use was 3 of a call's 19. A connection that dies within the window
 /// fails the one statement it runs next and is then discarded (diesel marks
-/// it broken). Half a second is HikariCP's choice for the same trade.
+/// it broken); from then on every connection is checked again before use,
+/// since a lost one usually means the server restarted. Half a second is
+/// HikariCP's choice for the same trade.
 pub const LIVENESS_WINDOW: Duration = Duration::from_millis(500);
 
 /// When a pooled connection last passed its check (kept with it by r2d2).
@@ -197,7 +247,11 @@ impl Database {
         let mut first = establish(backend, &url)?;
         run_migrations(&mut first)?;
         drop(first);
-        let manager = ConnectionManager::<DbConnection>::new(url.clone());
+        let lost_at = LostAt::default();
+        let manager = Manager {
+            inner: ConnectionManager::<DbConnection>::new(url.clone()),
+            lost_at: lost_at.clone(),
+        };
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(Duration::from_secs(10))
@@ -216,6 +270,7 @@ impl Database {
             backend,
             writer: Arc::new(Mutex::new(())),
             liveness_window: LIVENESS_WINDOW,
+            lost_at,
             _checkpointer: checkpointer,
         })
     }
@@ -248,11 +303,13 @@ impl Database {
             }
             let fresh = PooledConnection::extensions(&conn)
                 .get::<Checked>()
-                .is_some_and(|Checked(at)| at.elapsed() < self.liveness_window);
+                .is_some_and(|&Checked(at)| {
+                    at.elapsed() < self.liveness_window && !self.lost_at.since(at)
+                });
             if fresh {
                 return Ok(conn);
             }
-            match R2D2Connection::ping(&mut *conn) {
+            match diesel::r2d2::R2D2Connection::ping(&mut *conn) {
                 Ok(()) => {
                     PooledConnection::extensions_mut(&mut conn).insert(Checked(Instant::now()));
                     return Ok(conn);
