@@ -51,6 +51,25 @@ fn payment(amount: Decimal, key: &str) -> NewEntry {
     }
 }
 
+/// `new` added with the number +4930123456, forwarded always to
+/// +491702222, and 100 paid in.
+fn forwarding_subscriber(
+    conn: &mut DbConnection,
+    new: &NewSubscriber,
+    t0: DateTime<Utc>,
+) -> forwarder::subscriber::Subscriber {
+    let s = subscribers::add(conn, new, t0).unwrap();
+    numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
+    let always = Rule {
+        name: None,
+        targets: vec![parse_target("+491702222").unwrap()],
+        windows: vec![],
+    };
+    rules::replace(conn, s.id, &[always], t0).unwrap();
+    ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+    s
+}
+
 fn rating(price: Decimal) -> Rating {
     Rating {
         price,
@@ -660,15 +679,7 @@ fn running_spend_totals(backend: Backend) {
     new.daily_spend_cap = Some(dec!(50));
     new.monthly_spend_cap = Some(dec!(500));
     new.max_concurrent_calls = None;
-    let s = subscribers::add(conn, &new, t0).unwrap();
-    numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
-    let always = Rule {
-        name: None,
-        targets: vec![parse_target("+491702222").unwrap()],
-        windows: vec![],
-    };
-    rules::replace(conn, s.id, &[always], t0).unwrap();
-    ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+    let s = forwarding_subscriber(conn, &new, t0);
     let check = |conn: &mut DbConnection, now: DateTime<Utc>| {
         let s = subscribers::get(conn, s.id).unwrap();
         let summed = ledger::standing(conn, &s, now).unwrap();
@@ -924,15 +935,7 @@ fn call_path_statements_stay_prepared(backend: Backend) {
     let mut new = new_sub("Europe/Berlin", Account::Prepaid);
     new.daily_spend_cap = Some(dec!(50));
     new.max_concurrent_calls = Some(5);
-    let s = subscribers::add(conn, &new, t0).unwrap();
-    numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
-    let always = Rule {
-        name: None,
-        targets: vec![parse_target("+491702222").unwrap()],
-        windows: vec![],
-    };
-    rules::replace(conn, s.id, &[always], t0).unwrap();
-    ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+    forwarding_subscriber(conn, &new, t0);
     // Another pooled connection, which has prepared nothing yet (the one
     // above has, unseen).
     let mut fresh = tdb.db.conn().unwrap();
@@ -1002,6 +1005,30 @@ both_backends_sync!(
     super::call_path_statements_stay_prepared
 );
 
+/// The PostgreSQL server ends its connections matching `which` (a
+/// condition on `pg_stat_activity`), as in a restart, and waits until they
+/// are gone.
+fn drop_server_connections(server: &mut diesel::PgConnection, which: &str) {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    use diesel::RunQueryDsl;
+    let count = |server: &mut diesel::PgConnection, what: &str| -> i64 {
+        diesel::select(sql::<BigInt>(&format!(
+            "(SELECT count({what}) FROM pg_stat_activity WHERE {which})"
+        )))
+        .get_result(server)
+        .unwrap()
+    };
+    count(server, "pg_terminate_backend(pid)");
+    for _ in 0..250 {
+        if count(server, "*") == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the server kept its connections where {which}");
+}
+
 /// PostgreSQL connections are checked with `SELECT 1` only when their last
 /// check is older than the liveness window, or when the pool has lost a
 /// connection since; a connection the server dropped (as in a restart) is
@@ -1009,7 +1036,7 @@ both_backends_sync!(
 #[test]
 fn pooled_connections_are_checked_after_the_liveness_window() {
     use diesel::dsl::sql;
-    use diesel::sql_types::{BigInt, Bool, Integer};
+    use diesel::sql_types::Integer;
     use diesel::{Connection, RunQueryDsl};
     use forwarder::db::Database;
     use std::time::Duration as StdDuration;
@@ -1038,24 +1065,7 @@ fn pooled_connections_are_checked_after_the_liveness_window() {
     };
     // The server drops them and waits until they are gone.
     let mut terminate = |pids: [i32; 2]| {
-        for p in pids {
-            diesel::select(sql::<Bool>(&format!("pg_terminate_backend({p})")))
-                .get_result::<bool>(&mut server)
-                .unwrap();
-        }
-        for _ in 0..250 {
-            let left: i64 = diesel::select(sql::<BigInt>(&format!(
-                "(SELECT count(*) FROM pg_stat_activity WHERE pid IN ({}, {}))",
-                pids[0], pids[1]
-            )))
-            .get_result(&mut server)
-            .unwrap();
-            if left == 0 {
-                return;
-            }
-            std::thread::sleep(StdDuration::from_millis(20));
-        }
-        panic!("the server kept {pids:?}");
+        drop_server_connections(&mut server, &format!("pid IN ({}, {})", pids[0], pids[1]))
     };
     let live_pair = |db: &Database, old: [i32; 2]| {
         let (mut a, mut b) = (db.conn().unwrap(), db.conn().unwrap());
@@ -1113,9 +1123,7 @@ fn pooled_connections_are_checked_after_the_liveness_window() {
 /// the CDR is closed now, not left open until the forwarder's next start.
 #[test]
 fn a_close_on_a_dropped_connection_is_retried() {
-    use diesel::dsl::sql;
-    use diesel::sql_types::BigInt;
-    use diesel::{Connection, RunQueryDsl};
+    use diesel::Connection;
     use forwarder::book::StoreBook;
     use forwarder::calls::{CallBook, CallEnd, CallStart};
     use forwarder::rating::{Plans, RatingConfig};
@@ -1127,15 +1135,7 @@ fn a_close_on_a_dropped_connection_is_retried() {
     {
         let mut c = tdb.db.conn().unwrap();
         let conn = &mut *c;
-        let s = subscribers::add(conn, &new_sub("Europe/Berlin", Account::Prepaid), t0).unwrap();
-        numbers::add(conn, s.id, &num("+4930123456"), t0).unwrap();
-        let always = Rule {
-            name: None,
-            targets: vec![parse_target("+491702222").unwrap()],
-            windows: vec![],
-        };
-        rules::replace(conn, s.id, &[always], t0).unwrap();
-        ledger::record(conn, s.id, &payment(dec!(100), "p"), t0).unwrap();
+        forwarding_subscriber(conn, &new_sub("Europe/Berlin", Account::Prepaid), t0);
     }
     let config = RatingConfig::from_toml(
         "[plans.standard]\nkind = \"markup\"\ncurrency = \"EUR\"\n\
@@ -1159,25 +1159,11 @@ fn a_close_on_a_dropped_connection_is_retried() {
         })
         .unwrap();
     let mut server = diesel::PgConnection::establish(&tdb.url).unwrap();
-    // The server drops every connection of the pool, and waits.
-    let others = "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND pid <> pg_backend_pid())";
-    diesel::select(sql::<BigInt>(
-        "(SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid())",
-    ))
-    .get_result::<i64>(&mut server)
-    .unwrap();
-    for _ in 0..250 {
-        if diesel::select(sql::<BigInt>(others))
-            .get_result::<i64>(&mut server)
-            .unwrap()
-            == 0
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // The server drops every connection of the pool.
+    drop_server_connections(
+        &mut server,
+        "datname = current_database() AND pid <> pg_backend_pid()",
+    );
     book.finish(CallEnd {
         cdr_id: begun.cdr_id,
         subscriber: begun.subscriber,

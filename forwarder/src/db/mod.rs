@@ -293,14 +293,14 @@ impl Database {
     /// is discarded and the next one taken, so a server restart costs no
     /// call once the window has passed.
     pub fn conn(&self) -> Result<Pooled, DbError> {
+        if self.backend == Backend::Sqlite {
+            // A file in this process: nothing to lose touch with.
+            return Ok(self.pool.get()?);
+        }
         // Every pooled connection may be dead after a restart, plus one
         // newly opened.
         for _ in 0..=self.pool.max_size() {
             let mut conn = self.pool.get()?;
-            if self.backend == Backend::Sqlite {
-                // A file in this process: nothing to lose touch with.
-                return Ok(conn);
-            }
             let fresh = PooledConnection::extensions(&conn)
                 .get::<Checked>()
                 .is_some_and(|&Checked(at)| {
