@@ -632,6 +632,10 @@ fn spend_and_authorization(backend: Backend) {
     let t0 = t("2026-02-01T12:00:00Z");
     let s = subscribers::add(conn, &new_sub("America/New_York", Account::Prepaid), t0).unwrap();
     ledger::record(conn, s.id, &payment(dec!(20), "p"), t0).unwrap();
+    // Nothing spent reads "0" where it is shown (the API, `account show`).
+    let fresh = serde_json::to_value(ledger::standing(conn, &s, t0).unwrap()).unwrap();
+    assert_eq!(fresh["spend_today"], "0");
+    assert_eq!(fresh["spend_month"], "0");
     // Charged at: Feb 28 23:00 EST; Mar 9 23:00 EDT; Mar 10 01:00 EDT.
     for (at, price) in [
         ("2026-03-01T04:00:00Z", dec!(1.00)),

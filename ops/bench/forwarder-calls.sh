@@ -121,10 +121,12 @@ first_port = 20000
 last_port = 59999
 timeout_secs = 120
 
+# A connect fee, so that every answered call is charged (a ledger entry and
+# the balance moved) although SIPp's calls last under a billable second.
 [plans.standard]
 kind = "markup"
 currency = "EUR"
-connect_fee = "0"
+connect_fee = "0.005"
 first_increment = 1
 next_increment = 1
 markup_percent = "20"
@@ -220,15 +222,26 @@ fi
 # forwarder added (INVITE in → INVITE out, from the CDRs).
 for i in $(seq 1 "$SUBSCRIBERS"); do
   "$FWD" cdr list "$i" --limit 10000000 >"$WORK/cdrs-$i.json"
+  "$FWD" account show "$i" --limit 1 >"$WORK/account-$i.json"
 done
-python3 - "$WORK"/cdrs-*.json <<'PY'
+python3 - "$WORK" "$SUBSCRIBERS" <<'PY'
 import json, sys
-cdrs = [c for f in sys.argv[1:] for c in json.load(open(f))]
+from decimal import Decimal
+work, n = sys.argv[1], int(sys.argv[2])
+cdrs, drift = [], 0
+for i in range(1, n + 1):
+    mine = json.load(open(f"{work}/cdrs-{i}.json"))
+    cdrs += mine
+    # Charged means the balance moved: a million paid in, less every price.
+    spent = sum(Decimal(c["rating"]["price"]) for c in mine if c.get("rating"))
+    balance = Decimal(json.load(open(f"{work}/account-{i}.json"))["standing"]["balance"])
+    drift += balance != Decimal(1000000) - spent
 done = [c for c in cdrs if c["status"] == "completed"]
-charged = [c for c in done if c.get("rating")]
+charged = [c for c in done if c.get("rating") and Decimal(c["rating"]["price"]) > 0]
 pdd = sorted(c["attempts"][0]["started_after_ms"] for c in done if c.get("attempts"))
 q = lambda p: pdd[min(len(pdd) - 1, int(p * len(pdd)))] if pdd else float("nan")
-print(f"forwarder CDRs: {len(cdrs)} written, {len(done)} completed, {len(charged)} charged")
+print(f"forwarder CDRs: {len(cdrs)} written, {len(done)} completed, {len(charged)} charged; "
+      f"balances {'all match the charges' if not drift else f'WRONG for {drift} subscribers'}")
 print(f"forwarder post-dial delay (INVITE in -> INVITE out): p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, max {pdd[-1] if pdd else 0:.3f} ms")
 PY
 fi

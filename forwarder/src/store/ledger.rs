@@ -363,7 +363,9 @@ pub fn spend_between(
         .filter(le::created_at.lt(to_micros(to)))
         .select(le::amount)
         .load(conn)?;
-    Ok(-amounts.into_iter().map(|m| m.0).sum::<Decimal>())
+    // Charges are negative entries. normalize(): no charges read "0", not
+    // the "-0" a negated zero prints.
+    Ok((-amounts.into_iter().map(|m| m.0).sum::<Decimal>()).normalize())
 }
 
 /// The first instant of a local date in `tz` (midnight, or the first
