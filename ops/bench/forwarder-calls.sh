@@ -121,12 +121,13 @@ first_port = 20000
 last_port = 59999
 timeout_secs = 120
 
-# A connect fee, so that every answered call is charged (a ledger entry and
-# the balance moved) although SIPp's calls last under a billable second.
+# A connect fee: SIPp's calls last one billable second, which at the
+# callee's rate rounds to nothing, and every call is to be charged (a
+# ledger entry and the balance moved).
 [plans.standard]
 kind = "markup"
 currency = "EUR"
-connect_fee = "0.005"
+connect_fee = "0.01"
 first_increment = 1
 next_increment = 1
 markup_percent = "20"
