@@ -1009,6 +1009,71 @@ both_backends_sync!(
     super::call_path_statements_stay_prepared
 );
 
+/// A call's storage as the call path runs it, counted in statements (on
+/// PostgreSQL each is a round trip and the server's work): admission,
+/// refused or not, is BEGIN, the owner locked with its row, the number's
+/// owner with the calls and rules, the CDR, COMMIT; the answer one UPDATE;
+/// a charged close BEGIN, the record and subscriber locked with their rows
+/// (two statements on SQLite, one on PostgreSQL), the record, the ledger
+/// entry, the balance, COMMIT.
+fn statements_of_a_call(backend: Backend) {
+    use diesel::Connection;
+    use forwarder::store::admission::{admit, Admission, InboundCall};
+    let lock = match backend {
+        Backend::Sqlite => 2,
+        Backend::Postgres(_) => 1,
+    };
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    let mut new = new_sub("Europe/Berlin", Account::Prepaid);
+    new.max_concurrent_calls = Some(5);
+    forwarding_subscriber(conn, &new, t0);
+    let seen = Statements::default();
+    conn.set_instrumentation(seen.clone());
+    let count = || {
+        let mut s = seen.0.lock().unwrap();
+        std::mem::take(&mut s.0).len()
+    };
+    let call = |n: &str| InboundCall {
+        id: Uuid::now_v7(),
+        called_number: num(n),
+        caller_number: Some("+441234567".into()),
+        caller_name: None,
+    };
+    let at = t0 + Duration::minutes(1);
+    // Once first: the day's first charge sums the ledger for its totals.
+    for round in 0..2 {
+        count();
+        let Admission::Admitted(a) = admit(conn, &call("+4930123456"), at).unwrap() else {
+            panic!("refused")
+        };
+        let admitted = count();
+        let answered = CdrProgress {
+            target: Some(num("+491702222")),
+            answered_at: Some(at + Duration::seconds(2)),
+            provider_id: Some(7),
+            ..CdrProgress::default()
+        };
+        cdrs::note_progress(conn, a.cdr.id, &answered, at).unwrap();
+        let noted = count();
+        let close = completed(at + Duration::seconds(62), 60, dec!(0.12));
+        let closed = cdrs::close_and_charge(conn, a.cdr.id, &close, at).unwrap();
+        assert!(closed.charge.is_some());
+        let close = count();
+        if round == 1 {
+            assert_eq!((admitted, noted, close), (5, 1, 5 + lock));
+        }
+    }
+    let Admission::Refused(r) = admit(conn, &call("+4930999999"), at).unwrap() else {
+        panic!("an unknown number admitted")
+    };
+    assert_eq!(r.status, 404);
+    assert_eq!(count(), 3, "BEGIN, the owner looked for, COMMIT");
+}
+both_backends_sync!(statements_of_a_call, super::statements_of_a_call);
+
 /// The PostgreSQL server ends its connections matching `which` (a
 /// condition on `pg_stat_activity`), as in a restart, and waits until they
 /// are gone.

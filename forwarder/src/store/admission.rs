@@ -15,13 +15,15 @@
 //! ```
 
 use super::cdrs::{self, Cdr, NewCdr};
-use super::{ledger, numbers, subscribers, StoreError};
+use super::prepared::keep_prepared;
+use super::{ledger, subscribers, StoreError};
 use crate::authorize::{authorize, Refusal, Standing};
+use crate::db::schema::{cdrs as cdr_table, forwarding_rules as fr, numbers};
 use crate::db::DbConnection;
 use crate::rules::{select, Rule};
 use crate::subscriber::Subscriber;
 use chrono::{DateTime, Utc};
-use diesel::Connection;
+use diesel::prelude::*;
 use provider_sdk::number::E164;
 use uuid::Uuid;
 
@@ -56,27 +58,31 @@ pub enum Admission {
 
 /// Decides on a call at `now` and, when admitted, opens its CDR (received
 /// at `now`). Refused calls leave nothing behind.
+///
+/// Five statements on PostgreSQL, refused or not: BEGIN, the owner locked
+/// and read, [`under_lock`], the CDR written, COMMIT.
 pub fn admit(
     conn: &mut DbConnection,
     call: &InboundCall,
     now: DateTime<Utc>,
 ) -> Result<Admission, StoreError> {
-    let Some(owner) = numbers::get(conn, &call.called_number)? else {
-        return Ok(Admission::Refused(Refusal::unknown_number()));
-    };
-    let id = owner.subscriber_id;
     conn.transaction(|conn| {
-        let (subscriber, money) = subscribers::lock_and_get_money(conn, id)?;
-        // The number may have moved between the lookup and the lock.
-        match numbers::get(conn, &call.called_number)? {
-            Some(n) if n.subscriber_id == id => {}
-            _ => return Ok(Admission::Refused(Refusal::unknown_number())),
+        let Some((subscriber, money)) = subscribers::lock_owner_of(conn, &call.called_number)?
+        else {
+            return Ok(Admission::Refused(Refusal::unknown_number()));
+        };
+        let id = subscriber.id;
+        let now_held = under_lock(conn, &call.called_number, id)?;
+        // The number may have moved while the lock was awaited.
+        if now_held.owner != Some(id) {
+            return Ok(Admission::Refused(Refusal::unknown_number()));
         }
-        let standing = ledger::standing_for_call(conn, &subscriber, money, now)?;
+        let standing =
+            ledger::standing_for_call(conn, &subscriber, money, now_held.active_calls, now)?;
         if let Err(r) = authorize(Some(&subscriber), &standing) {
             return Ok(Admission::Refused(r));
         }
-        let rules = super::rules::of_existing(conn, id)?;
+        let rules = super::rules::parse(id, &now_held.rule_bodies)?;
         let Some(rule) = select(&rules, now, subscriber.time_zone).cloned() else {
             return Ok(Admission::Refused(Refusal::no_matching_rule()));
         };
@@ -97,5 +103,41 @@ pub fn admit(
             rule,
             cdr,
         })))
+    })
+}
+
+/// What admission reads under the subscriber's lock.
+struct UnderLock {
+    /// Who owns the number now.
+    owner: Option<i64>,
+    /// The subscriber's calls in progress.
+    active_calls: u32,
+    /// Its rules as stored, in order.
+    rule_bodies: Vec<String>,
+}
+
+/// The number's owner, the calls in progress and the rules of subscriber
+/// `id`, in one statement (each is a round trip on PostgreSQL): one row per
+/// rule, or one without a rule when there is none, or none when the number
+/// is gone.
+fn under_lock(conn: &mut DbConnection, number: &E164, id: i64) -> Result<UnderLock, StoreError> {
+    let active = cdr_table::table
+        .filter(cdr_table::subscriber_id.eq(id))
+        .filter(cdrs::still_open())
+        .count()
+        .single_value();
+    let rows: Vec<(i64, Option<i64>, Option<String>)> = keep_prepared(
+        numbers::table
+            .left_join(fr::table.on(fr::subscriber_id.eq(numbers::subscriber_id)))
+            .filter(numbers::number.eq(number.to_string()))
+            .select((numbers::subscriber_id, active, fr::body.nullable()))
+            .order(fr::position.nullable()),
+    )
+    .load(conn)?;
+    let active = rows.first().and_then(|r| r.1).unwrap_or(0);
+    Ok(UnderLock {
+        owner: rows.first().map(|r| r.0),
+        active_calls: u32::try_from(active).unwrap_or(u32::MAX),
+        rule_bodies: rows.into_iter().filter_map(|r| r.2).collect(),
     })
 }

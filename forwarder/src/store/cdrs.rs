@@ -19,10 +19,12 @@
 
 use super::ledger::{self, EntryKind, Insert, LedgerEntry};
 use super::prepared::keep_prepared;
+use super::subscribers::{Money, SubscriberRow};
 use super::{clean_text, is_unique_violation, lock_subscriber, subscribers, time_of, StoreError};
 use crate::db::money::StoredMoney;
-use crate::db::schema::cdrs;
+use crate::db::schema::{cdrs, subscribers as subs};
 use crate::db::{to_micros, DbConnection, DbError};
+use crate::subscriber::Subscriber;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use provider_sdk::money::Currency;
@@ -381,14 +383,40 @@ fn insert_new(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError> 
     }
 }
 
-/// Locks the record's row as the transaction's first statement (see
-/// [`super`]). Lock order: CDR, then subscriber.
-fn lock_cdr(conn: &mut DbConnection, key: &str) -> Result<Cdr, StoreError> {
-    let row: Option<CdrRow> = super::lock_row!(conn, cdrs, key)?;
-    match row {
-        Some(r) => Ok(Cdr::try_from(r)?),
-        None => Err(StoreError::NotFound("call record")),
-    }
+/// Locks the record's row and its subscriber's and reads both, as the
+/// transaction's first statement (see [`super`]). Lock order: CDR, then
+/// subscriber. One `SELECT … FOR UPDATE` of the join on PostgreSQL, which
+/// locks the rows in the order of its FROM list; on SQLite the record's
+/// lock takes the database's write lock, and the subscriber is then read.
+fn lock_cdr_and_subscriber(
+    conn: &mut DbConnection,
+    key: &str,
+) -> Result<(Cdr, Subscriber, Money), StoreError> {
+    let rows: Option<(CdrRow, SubscriberRow)> = match conn {
+        DbConnection::Postgres(c) => keep_prepared(
+            cdrs::table
+                .inner_join(subs::table)
+                .filter(cdrs::id.eq(key))
+                .for_update(),
+        )
+        .get_result(c)
+        .optional()?,
+        DbConnection::Sqlite(_) => {
+            let cdr: Option<CdrRow> = super::lock_row!(conn, cdrs, key)?;
+            match cdr {
+                Some(cdr) => {
+                    let sub = subs::table.find(cdr.subscriber_id).get_result(conn)?;
+                    Some((cdr, sub))
+                }
+                None => None,
+            }
+        }
+    };
+    let Some((cdr, sub)) = rows else {
+        return Err(StoreError::NotFound("call record"));
+    };
+    let (subscriber, money) = subscribers::with_money(sub)?;
+    Ok((Cdr::try_from(cdr)?, subscriber, money))
 }
 
 fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -588,13 +616,12 @@ pub fn close_and_charge(
             ));
         }
     }
-    // Seven statements on the call path: the record locked and read, the
-    // subscriber locked and read, the close written and read back, and for
-    // a charge the ledger entry and the balance.
+    // Six statements on PostgreSQL: BEGIN, the record and the subscriber
+    // locked and read, the close written and read back, for a charge the
+    // ledger entry and the balance, COMMIT.
     conn.transaction(|conn| {
-        let current = lock_cdr(conn, &key)?;
+        let (current, subscriber, money) = lock_cdr_and_subscriber(conn, &key)?;
         let subscriber_id = current.subscriber_id;
-        let (subscriber, money) = subscribers::lock_and_get_money(conn, subscriber_id)?;
         let balance = money.balance;
         if !current.status.is_open() {
             return retried_close(conn, current, close, cause.as_deref());

@@ -437,12 +437,14 @@ pub fn standing(
 /// Like [`standing`], for deciding on a call: the spend totals are summed
 /// only when the subscriber has the matching cap (they decide nothing
 /// otherwise, and summing a busy month's charges costs time on every call);
-/// an uncapped total reads as zero. `balance` is the one read under the
-/// subscriber's lock (the row read with the lock, in the same statement).
+/// an uncapped total reads as zero. `money` is the one read under the
+/// subscriber's lock (the row read with the lock, in the same statement),
+/// and `active_calls` counted under it.
 pub(crate) fn standing_for_call(
     conn: &mut DbConnection,
     subscriber: &Subscriber,
     money: Money,
+    active_calls: u32,
     now: DateTime<Utc>,
 ) -> Result<Standing, StoreError> {
     let tz = subscriber.time_zone;
@@ -462,7 +464,7 @@ pub(crate) fn standing_for_call(
                 None => spend_month(conn, subscriber, now)?,
             },
         },
-        active_calls: super::cdrs::active_calls(conn, subscriber.id)?,
+        active_calls,
     })
 }
 

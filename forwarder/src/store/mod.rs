@@ -5,7 +5,8 @@
 //! be all-or-nothing run in one transaction *here*, so a caller cannot
 //! forget it.
 //!
-//! - [`admission`]: an inbound call decided and its CDR opened in one step.
+//! - [`admission`]: an inbound call decided and its CDR opened in one step
+//!   (five statements).
 //! - [`subscribers`]: add, read, change, suspend/resume/close.
 //! - [`numbers`]: numbers of a subscriber; who owns a called number.
 //! - [`rules`]: a subscriber's forwarding rules (read, replace).

@@ -24,6 +24,11 @@ pub(crate) fn of_existing(
         .order(fr::position)
         .select(fr::body)
         .load(conn)?;
+    parse(subscriber_id, &bodies)
+}
+
+/// Rules as stored (JSON bodies, in order) read back.
+pub(crate) fn parse(subscriber_id: i64, bodies: &[String]) -> Result<Vec<Rule>, StoreError> {
     bodies
         .iter()
         .map(|b| {

@@ -1,14 +1,16 @@
 //! Subscribers.
 
+use super::prepared::keep_prepared;
 use super::{lock_subscriber, time_of, StoreError};
 use crate::db::money::StoredMoney;
-use crate::db::schema::subscribers as subs;
+use crate::db::schema::{numbers, subscribers as subs};
 use crate::db::{to_micros, DbConnection, DbError};
 use crate::subscriber::{
     parse_time_zone, Account, NewSubscriber, Subscriber, SubscriberPatch, SubscriberStatus,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use provider_sdk::number::E164;
 use rust_decimal::Decimal;
 
 #[derive(Queryable)]
@@ -129,9 +131,39 @@ pub(crate) fn lock_and_get_money(
     id: i64,
 ) -> Result<(Subscriber, Money), StoreError> {
     let row: Option<SubscriberRow> = super::lock_row!(conn, subs, id)?;
-    let Some(row) = row else {
-        return Err(StoreError::NotFound("subscriber"));
-    };
+    match row {
+        Some(row) => with_money(row),
+        None => Err(StoreError::NotFound("subscriber")),
+    }
+}
+
+/// Locks the subscriber who owns `number` and reads its row, in one
+/// statement (see [`super`]): the lock of [`lock_and_get_money`] without a
+/// lookup of the number first. `None`: the number belongs to no one. Must
+/// be the transaction's first statement.
+pub(crate) fn lock_owner_of(
+    conn: &mut DbConnection,
+    number: &E164,
+) -> Result<Option<(Subscriber, Money)>, StoreError> {
+    let owner = numbers::table
+        .filter(numbers::number.eq(number.to_string()))
+        .select(numbers::subscriber_id);
+    let of_owner = subs::table.filter(subs::id.eq_any(owner));
+    let row: Option<SubscriberRow> = match conn {
+        DbConnection::Postgres(c) => keep_prepared(of_owner.for_update()).get_result(c),
+        DbConnection::Sqlite(c) => keep_prepared(
+            diesel::update(of_owner)
+                .set(subs::updated_at.eq(subs::updated_at))
+                .returning(subs::all_columns),
+        )
+        .get_result(c),
+    }
+    .optional()?;
+    row.map(with_money).transpose()
+}
+
+/// The row as the subscriber and its money.
+pub(crate) fn with_money(row: SubscriberRow) -> Result<(Subscriber, Money), StoreError> {
     let money = Money {
         balance: row.balance.0,
         spend: SpendTotals {
