@@ -59,8 +59,9 @@ pub enum Admission {
 /// Decides on a call at `now` and, when admitted, opens its CDR (received
 /// at `now`). Refused calls leave nothing behind.
 ///
-/// Five statements on PostgreSQL, refused or not: BEGIN, the owner locked
-/// and read, [`under_lock`], the CDR written, COMMIT.
+/// Five statements for an admitted call: BEGIN, the number's owner locked
+/// and read, the owner again with its calls in progress and rules, the CDR
+/// written, COMMIT (an unknown number: BEGIN, the lookup, COMMIT).
 pub fn admit(
     conn: &mut DbConnection,
     call: &InboundCall,
