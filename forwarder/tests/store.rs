@@ -70,6 +70,16 @@ fn forwarding_subscriber(
     s
 }
 
+/// A call to `number` as it arrives, with a new id.
+fn inbound(number: &str) -> forwarder::store::admission::InboundCall {
+    forwarder::store::admission::InboundCall {
+        id: Uuid::now_v7(),
+        called_number: num(number),
+        caller_number: Some("+441234567".into()),
+        caller_name: None,
+    }
+}
+
 fn rating(price: Decimal) -> Rating {
     Rating {
         price,
@@ -931,7 +941,7 @@ impl diesel::connection::Instrumentation for Statements {
 /// keeps prepared, and none is prepared anew.
 fn call_path_statements_stay_prepared(backend: Backend) {
     use diesel::Connection;
-    use forwarder::store::admission::{admit, Admission, InboundCall};
+    use forwarder::store::admission::{admit, Admission};
     let tdb = TestDb::new(backend);
     let mut c = tdb.db.conn().unwrap();
     let conn = &mut *c;
@@ -947,13 +957,7 @@ fn call_path_statements_stay_prepared(backend: Backend) {
     let seen = Statements::default();
     conn.set_instrumentation(seen.clone());
     let one_call = |conn: &mut DbConnection, at: DateTime<Utc>| {
-        let call = InboundCall {
-            id: Uuid::now_v7(),
-            called_number: num("+4930123456"),
-            caller_number: Some("+441234567".into()),
-            caller_name: None,
-        };
-        let Admission::Admitted(a) = admit(conn, &call, at).unwrap() else {
+        let Admission::Admitted(a) = admit(conn, &inbound("+4930123456"), at).unwrap() else {
             panic!("refused")
         };
         let answered = CdrProgress {
@@ -1010,15 +1014,16 @@ both_backends_sync!(
 );
 
 /// A call's storage as the call path runs it, counted in statements (on
-/// PostgreSQL each is a round trip and the server's work): admission,
-/// refused or not, is BEGIN, the owner locked with its row, the number's
-/// owner with the calls and rules, the CDR, COMMIT; the answer one UPDATE;
+/// PostgreSQL each is a round trip and the server's work): admission is
+/// BEGIN, the owner locked with its row, the number's owner with the calls
+/// and rules, the CDR, COMMIT (a number of no one's: BEGIN, the lookup,
+/// COMMIT); the answer one UPDATE;
 /// a charged close BEGIN, the record and subscriber locked with their rows
 /// (two statements on SQLite, one on PostgreSQL), the record, the ledger
 /// entry, the balance, COMMIT.
 fn statements_of_a_call(backend: Backend) {
     use diesel::Connection;
-    use forwarder::store::admission::{admit, Admission, InboundCall};
+    use forwarder::store::admission::{admit, Admission};
     let lock = match backend {
         Backend::Sqlite => 2,
         Backend::Postgres(_) => 1,
@@ -1036,17 +1041,11 @@ fn statements_of_a_call(backend: Backend) {
         let mut s = seen.0.lock().unwrap();
         std::mem::take(&mut s.0).len()
     };
-    let call = |n: &str| InboundCall {
-        id: Uuid::now_v7(),
-        called_number: num(n),
-        caller_number: Some("+441234567".into()),
-        caller_name: None,
-    };
     let at = t0 + Duration::minutes(1);
     // Once first: the day's first charge sums the ledger for its totals.
     for round in 0..2 {
         count();
-        let Admission::Admitted(a) = admit(conn, &call("+4930123456"), at).unwrap() else {
+        let Admission::Admitted(a) = admit(conn, &inbound("+4930123456"), at).unwrap() else {
             panic!("refused")
         };
         let admitted = count();
@@ -1066,7 +1065,7 @@ fn statements_of_a_call(backend: Backend) {
             assert_eq!((admitted, noted, close), (5, 1, 5 + lock));
         }
     }
-    let Admission::Refused(r) = admit(conn, &call("+4930999999"), at).unwrap() else {
+    let Admission::Refused(r) = admit(conn, &inbound("+4930999999"), at).unwrap() else {
         panic!("an unknown number admitted")
     };
     assert_eq!(r.status, 404);

@@ -18,7 +18,7 @@ use super::cdrs::{self, Cdr, NewCdr};
 use super::prepared::keep_prepared;
 use super::{ledger, subscribers, StoreError};
 use crate::authorize::{authorize, Refusal, Standing};
-use crate::db::schema::{cdrs as cdr_table, forwarding_rules as fr, numbers};
+use crate::db::schema::{forwarding_rules as fr, numbers};
 use crate::db::DbConnection;
 use crate::rules::{select, Rule};
 use crate::subscriber::Subscriber;
@@ -122,11 +122,7 @@ struct UnderLock {
 /// rule, or one without a rule when there is none, or none when the number
 /// is gone.
 fn under_lock(conn: &mut DbConnection, number: &E164, id: i64) -> Result<UnderLock, StoreError> {
-    let active = cdr_table::table
-        .filter(cdr_table::subscriber_id.eq(id))
-        .filter(cdrs::still_open())
-        .count()
-        .single_value();
+    let active = cdrs::open_calls_of(id).count().single_value();
     let rows: Vec<(i64, Option<i64>, Option<String>)> = keep_prepared(
         numbers::table
             .left_join(fr::table.on(fr::subscriber_id.eq(numbers::subscriber_id)))

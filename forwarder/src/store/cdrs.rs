@@ -401,16 +401,12 @@ fn lock_cdr_and_subscriber(
         )
         .get_result(c)
         .optional()?,
-        DbConnection::Sqlite(_) => {
-            let cdr: Option<CdrRow> = super::lock_row!(conn, cdrs, key)?;
-            match cdr {
-                Some(cdr) => {
-                    let sub = subs::table.find(cdr.subscriber_id).get_result(conn)?;
-                    Some((cdr, sub))
-                }
-                None => None,
+        DbConnection::Sqlite(_) => match super::lock_row!(conn, cdrs, key)? {
+            Some(cdr @ CdrRow { subscriber_id, .. }) => {
+                Some((cdr, subs::table.find(subscriber_id).get_result(conn)?))
             }
-        }
+            None => None,
+        },
     };
     let Some((cdr, sub)) = rows else {
         return Err(StoreError::NotFound("call record"));
@@ -424,10 +420,14 @@ fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The record is still in progress (open or answered).
-pub(crate) fn still_open() -> diesel::dsl::Or<
+pub(crate) type StillOpen = diesel::dsl::Or<
     diesel::dsl::Eq<cdrs::status, &'static str>,
     diesel::dsl::Eq<cdrs::status, &'static str>,
-> {
+>;
+
+/// [`StillOpen`]: `status` is open or answered (`OR`, not an `IN` list:
+/// SQLite's `IN (?, ?)` is never kept prepared).
+pub(crate) fn still_open() -> StillOpen {
     cdrs::status
         .eq(CdrStatus::Open.as_str())
         .or(cdrs::status.eq(CdrStatus::Answered.as_str()))
@@ -733,15 +733,13 @@ fn retried_close(
     })
 }
 
-const OPEN_STATUSES: [&str; 2] = ["open", "answered"];
-
 /// Every call still in progress (open or answered), oldest first: after a
 /// restart these are the calls a crash interrupted. Close each with
 /// [`close_and_charge`], ending it at `last_media_at` (or `answered_at`,
 /// or `received_at` when it was never answered).
 pub fn open_cdrs(conn: &mut DbConnection) -> Result<Vec<Cdr>, StoreError> {
     let rows: Vec<CdrRow> = cdrs::table
-        .filter(cdrs::status.eq_any(OPEN_STATUSES))
+        .filter(still_open())
         .order((cdrs::received_at, cdrs::id))
         .load(conn)?;
     Ok(rows
@@ -758,15 +756,21 @@ pub fn recovery_end(cdr: &Cdr) -> DateTime<Utc> {
 
 /// Calls in progress for the subscriber (the concurrent-call count).
 pub fn active_calls(conn: &mut DbConnection, subscriber_id: i64) -> Result<u32, StoreError> {
-    // SQLite spells `eq_any` as `IN (?, ?)`, which diesel never caches.
-    let n: i64 = keep_prepared(
-        cdrs::table
-            .filter(cdrs::subscriber_id.eq(subscriber_id))
-            .filter(cdrs::status.eq_any(OPEN_STATUSES))
-            .count(),
-    )
-    .get_result(conn)?;
+    let n: i64 = open_calls_of(subscriber_id).count().get_result(conn)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// The subscriber's records in progress (the calls the concurrent-call cap
+/// counts).
+pub(crate) fn open_calls_of(
+    subscriber_id: i64,
+) -> diesel::dsl::Filter<
+    diesel::dsl::Filter<cdrs::table, diesel::dsl::Eq<cdrs::subscriber_id, i64>>,
+    StillOpen,
+> {
+    cdrs::table
+        .filter(cdrs::subscriber_id.eq(subscriber_id))
+        .filter(still_open())
 }
 
 /// Which calls [`list`] returns.

@@ -91,19 +91,24 @@ pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
 /// transaction and reads it, in one statement (see the module docs): `SELECT
 /// … FOR UPDATE` on PostgreSQL, a no-op `UPDATE … RETURNING` on SQLite.
 /// Must be the transaction's first statement. `lock_row!(conn, table_module,
-/// key)` is a `QueryResult<Option<Row>>`, the row type from the context.
+/// key)` locks the row with that key, `lock_row!(conn, table_module, where
+/// rows)` the one `rows` (the table filtered) selects; either is a
+/// `QueryResult<Option<Row>>`, the row type from the context.
 macro_rules! lock_row {
-    ($conn:expr, $table:ident, $key:expr) => {
+    ($conn:expr, $table:ident, where $rows:expr) => {
         match $conn {
-            DbConnection::Postgres(c) => $table::table.find($key).for_update().get_result(c),
+            DbConnection::Postgres(c) => $rows.for_update().get_result(c),
             DbConnection::Sqlite(c) => $crate::store::prepared::keep_prepared(
-                diesel::update($table::table.find($key))
+                diesel::update($rows)
                     .set($table::updated_at.eq($table::updated_at))
                     .returning($table::all_columns),
             )
             .get_result(c),
         }
         .optional()
+    };
+    ($conn:expr, $table:ident, $key:expr) => {
+        $crate::store::lock_row!($conn, $table, where $table::table.find($key))
     };
 }
 pub(crate) use lock_row;

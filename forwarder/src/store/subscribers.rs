@@ -1,6 +1,5 @@
 //! Subscribers.
 
-use super::prepared::keep_prepared;
 use super::{lock_subscriber, time_of, StoreError};
 use crate::db::money::StoredMoney;
 use crate::db::schema::{numbers, subscribers as subs};
@@ -148,17 +147,8 @@ pub(crate) fn lock_owner_of(
     let owner = numbers::table
         .filter(numbers::number.eq(number.to_string()))
         .select(numbers::subscriber_id);
-    let of_owner = subs::table.filter(subs::id.eq_any(owner));
-    let row: Option<SubscriberRow> = match conn {
-        DbConnection::Postgres(c) => keep_prepared(of_owner.for_update()).get_result(c),
-        DbConnection::Sqlite(c) => keep_prepared(
-            diesel::update(of_owner)
-                .set(subs::updated_at.eq(subs::updated_at))
-                .returning(subs::all_columns),
-        )
-        .get_result(c),
-    }
-    .optional()?;
+    let row: Option<SubscriberRow> =
+        super::lock_row!(conn, subs, where subs::table.filter(subs::id.eq_any(owner)))?;
     row.map(with_money).transpose()
 }
 
