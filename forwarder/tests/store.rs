@@ -1073,6 +1073,64 @@ fn statements_of_a_call(backend: Backend) {
 }
 both_backends_sync!(statements_of_a_call, super::statements_of_a_call);
 
+/// Counting a subscriber's calls in progress reads the partial index of
+/// calls in progress, which holds nothing else: the count's condition
+/// matches the index's predicate (a migration), or the planner could not
+/// use the index and the count would walk the subscriber's whole history
+/// at every call.
+fn calls_in_progress_counted_from_their_index(backend: Backend) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::{sql_query, Connection, QueryableByName, RunQueryDsl};
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    let s = forwarding_subscriber(conn, &new_sub("Europe/Berlin", Account::Prepaid), t0);
+    let seen = Statements::default();
+    conn.set_instrumentation(seen.clone());
+    assert_eq!(cdrs::active_calls(conn, s.id).unwrap(), 0);
+    let count = seen.0.lock().unwrap().0.pop().expect("the count ran");
+    conn.set_instrumentation(Statements::default());
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        #[diesel(column_name = "QUERY PLAN")]
+        plan: String,
+    }
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    let plan = match conn {
+        DbConnection::Postgres(pg) => {
+            // A handful of rows would be read faster without any index:
+            // the question here is only which index the planner can use.
+            sql_query("SET enable_seqscan = off").execute(pg).unwrap();
+            let lines: Vec<Line> = sql_query(format!("EXPLAIN {count}"))
+                .bind::<BigInt, _>(s.id)
+                .load(pg)
+                .unwrap();
+            lines.into_iter().map(|l| l.plan).collect::<Vec<_>>()
+        }
+        DbConnection::Sqlite(lite) => {
+            let steps: Vec<Step> = sql_query(format!("EXPLAIN QUERY PLAN {count}"))
+                .bind::<BigInt, _>(s.id)
+                .load(lite)
+                .unwrap();
+            steps.into_iter().map(|s| s.detail).collect()
+        }
+    };
+    assert!(
+        plan.iter().any(|l| l.contains("cdrs_open_by_subscriber")),
+        "{count}\n{plan:#?}"
+    );
+}
+both_backends_sync!(
+    calls_in_progress_counted_from_their_index,
+    super::calls_in_progress_counted_from_their_index
+);
+
 /// The PostgreSQL server ends its connections matching `which` (a
 /// condition on `pg_stat_activity`), as in a restart, and waits until they
 /// are gone.

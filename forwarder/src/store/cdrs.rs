@@ -419,18 +419,18 @@ fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// The record is still in progress (open or answered).
-pub(crate) type StillOpen = diesel::dsl::Or<
-    diesel::dsl::Eq<cdrs::status, &'static str>,
-    diesel::dsl::Eq<cdrs::status, &'static str>,
->;
+/// The record is still in progress (open or answered): it has no end
+/// time yet. Every close sets `ended_at` with the final status (PostgreSQL
+/// also checks the pair, `cdrs_open_until_ended`), and this condition is the
+/// predicate of the partial index of calls in progress,
+/// `cdrs_open_by_subscriber`: so counting a subscriber's calls reads only
+/// the calls up, however long the history, and a status change at answer
+/// touches no indexed column.
+pub(crate) type StillOpen = diesel::dsl::IsNull<cdrs::ended_at>;
 
-/// [`StillOpen`]: `status` is open or answered (`OR`, not an `IN` list:
-/// SQLite's `IN (?, ?)` is never kept prepared).
+/// [`StillOpen`].
 pub(crate) fn still_open() -> StillOpen {
-    cdrs::status
-        .eq(CdrStatus::Open.as_str())
-        .or(cdrs::status.eq(CdrStatus::Answered.as_str()))
+    cdrs::ended_at.is_null()
 }
 
 /// The columns a [`CdrProgress`] sets; `None` fields are left out of the

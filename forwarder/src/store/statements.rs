@@ -180,10 +180,9 @@ pub fn gather(
     conn.transaction(|conn| {
         // A call received before the end and still open may yet end inside
         // the period (crash recovery ends it at its last sign of life).
-        // By (subscriber, status): a subscriber has few open calls but
-        // all of history before `end`, so the received time is checked
-        // here. (An IN list would make diesel prepare the query anew at
-        // each run; SQLite turns these ORs into one.)
+        // By the index of calls in progress: a subscriber has few open
+        // calls but all of history before `end`, so the received time is
+        // checked here.
         let open: Vec<(String, i64)> = cdrs::table
             .filter(cdrs::subscriber_id.eq(subscriber_id))
             .filter(super::cdrs::still_open())
