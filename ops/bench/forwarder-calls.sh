@@ -220,7 +220,10 @@ if [[ "${DB:-sqlite}" == postgres ]]; then
   echo "PostgreSQL server CPU: $(echo "$p1 - $p0" | bc) s ($(echo "scale=3; ($p1 - $p0) * 1000 / ($RATE * $SECONDS_RUN)" | bc) ms per call)"
 fi
 # CDRs and charges: every call written, and the post-dial delay the
-# forwarder added (INVITE in → INVITE out, from the CDRs).
+# forwarder added (INVITE in → INVITE out, from the CDRs). Read once the
+# forwarder has stopped: while it still closes calls, a subscriber's CDRs
+# and balance, read one after the other, could differ by a close between.
+kill "$FPID"; wait "$FPID" 2>/dev/null || true
 for i in $(seq 1 "$SUBSCRIBERS"); do
   "$FWD" cdr list "$i" --limit 10000000 >"$WORK/cdrs-$i.json"
   "$FWD" account show "$i" --limit 1 >"$WORK/account-$i.json"
@@ -245,8 +248,9 @@ print(f"forwarder CDRs: {len(cdrs)} written, {len(done)} completed, {len(charged
       f"balances {'all match the charges' if not drift else f'WRONG for {drift} subscribers'}")
 print(f"forwarder post-dial delay (INVITE in -> INVITE out): p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, max {pdd[-1] if pdd else 0:.3f} ms")
 PY
+else
+  kill "$FPID"; wait "$FPID" 2>/dev/null || true
 fi
-kill "$FPID"; wait "$FPID" 2>/dev/null || true
 
 if [[ -z "${SKIP_KAMAILIO:-}" ]]; then
   command -v kamailio >/dev/null || { echo "kamailio missing: apt-get install kamailio" >&2; exit 2; }
