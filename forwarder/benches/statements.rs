@@ -49,9 +49,14 @@ const ZONES: [&str; 4] = [
 ];
 const SECONDARY: &[(&str, &str)] = &[
     ("cdrs_by_subscriber", "cdrs (subscriber_id, received_at)"),
-    ("cdrs_by_status", "cdrs (status)"),
-    ("cdrs_by_subscriber_status", "cdrs (subscriber_id, status)"),
-    ("cdrs_by_subscriber_ended", "cdrs (subscriber_id, ended_at)"),
+    (
+        "cdrs_open_by_subscriber",
+        "cdrs (subscriber_id) WHERE ended_at IS NULL",
+    ),
+    (
+        "cdrs_ended_by_subscriber",
+        "cdrs (subscriber_id, ended_at) WHERE ended_at IS NOT NULL",
+    ),
     (
         "ledger_by_subscriber",
         "ledger_entries (subscriber_id, kind, created_at)",
