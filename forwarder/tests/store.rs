@@ -1131,6 +1131,115 @@ both_backends_sync!(
     super::calls_in_progress_counted_from_their_index
 );
 
+/// Every statement of a call that finds a record by its id reads it by
+/// the primary key, also in a generic plan made while the table is empty
+/// (PostgreSQL keeps one per prepared statement after a few runs): through
+/// any other index, such as the one of calls in progress, each lookup
+/// would read every call up, and the cost would grow with the load.
+fn records_found_by_id_through_the_primary_key(backend: Backend) {
+    use diesel::sql_types::Text;
+    use diesel::{sql_query, Connection, QueryableByName, RunQueryDsl};
+    use forwarder::store::admission::{admit, Admission};
+    let tdb = TestDb::new(backend);
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    let t0 = t("2026-03-02T09:00:00Z");
+    forwarding_subscriber(conn, &new_sub("Europe/Berlin", Account::Prepaid), t0);
+    let seen = Statements::default();
+    conn.set_instrumentation(seen.clone());
+    let at = t0 + Duration::minutes(1);
+    let Admission::Admitted(a) = admit(conn, &inbound("+4930123456"), at).unwrap() else {
+        panic!("refused")
+    };
+    let answered = CdrProgress {
+        target: Some(num("+491702222")),
+        answered_at: Some(at + Duration::seconds(2)),
+        ..CdrProgress::default()
+    };
+    cdrs::note_progress(conn, a.cdr.id, &answered, at).unwrap();
+    cdrs::media_seen(conn, a.cdr.id, at + Duration::seconds(5)).unwrap();
+    cdrs::close_and_charge(
+        conn,
+        a.cdr.id,
+        &completed(at + Duration::seconds(62), 60, dec!(0.12)),
+        at,
+    )
+    .unwrap();
+    conn.set_instrumentation(Statements::default());
+    let by_id: Vec<String> = seen
+        .0
+        .lock()
+        .unwrap()
+        .0
+        .iter()
+        .filter(|q| q.contains(r#""cdrs"."id" = "#) || q.contains("`cdrs`.`id` = "))
+        .cloned()
+        .collect();
+    assert!(
+        by_id.len() >= 3,
+        "answer, media, close: {:#?}",
+        seen.0.lock().unwrap().0
+    );
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        #[diesel(column_name = "QUERY PLAN")]
+        plan: String,
+    }
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    for (i, sql) in by_id.iter().enumerate() {
+        let plan: Vec<String> = match &mut *conn {
+            DbConnection::Postgres(pg) => {
+                // Parameters typed by the server from their columns, all
+                // NULL: only the plan is asked for.
+                let params = (1..=64)
+                    .take_while(|n| sql.contains(&format!("${n}")))
+                    .count();
+                let nulls = vec!["NULL"; params].join(", ");
+                sql_query("SET plan_cache_mode = force_generic_plan")
+                    .execute(pg)
+                    .unwrap();
+                sql_query(format!("PREPARE by_id_{i} AS {sql}"))
+                    .execute(pg)
+                    .unwrap();
+                let lines: Vec<Line> = sql_query(format!("EXPLAIN EXECUTE by_id_{i}({nulls})"))
+                    .load(pg)
+                    .unwrap();
+                lines.into_iter().map(|l| l.plan).collect()
+            }
+            DbConnection::Sqlite(lite) => {
+                let steps: Vec<Step> = sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                    .load(lite)
+                    .unwrap();
+                steps.into_iter().map(|s| s.detail).collect()
+            }
+        };
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|l| {
+                (l.contains("Scan") && l.contains(" on cdrs"))
+                    || l.contains("SEARCH cdrs")
+                    || l.contains("SCAN cdrs")
+            })
+            .collect();
+        assert!(
+            !scans.is_empty()
+                && scans
+                    .iter()
+                    .all(|l| l.contains("cdrs_pkey") || l.contains("sqlite_autoindex_cdrs_1")),
+            "{sql}\n{plan:#?}"
+        );
+    }
+}
+both_backends_sync!(
+    records_found_by_id_through_the_primary_key,
+    super::records_found_by_id_through_the_primary_key
+);
+
 /// The PostgreSQL server ends its connections matching `which` (a
 /// condition on `pg_stat_activity`), as in a restart, and waits until they
 /// are gone.
