@@ -635,9 +635,9 @@ pub fn close_and_charge(
             ));
         }
     }
-    // Six statements on PostgreSQL: BEGIN, the record and the subscriber
+    // Five statements on PostgreSQL: BEGIN, the record and the subscriber
     // locked and read, the close written and read back, for a charge the
-    // ledger entry and the balance, COMMIT.
+    // ledger entry with the balance (one statement), COMMIT.
     conn.transaction(|conn| {
         let (current, subscriber, money) = lock_cdr_and_subscriber(conn, &key)?;
         let subscriber_id = current.subscriber_id;

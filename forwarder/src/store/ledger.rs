@@ -257,8 +257,9 @@ pub(crate) struct Insert<'a> {
 /// Writes an entry whose key is known to be unused and moves the balance,
 /// from the subscriber's `currency` and `balance` read under the lock the
 /// caller holds, and sets the running spend `totals` when given (those
-/// after a call charge, from [`totals_after_charge`]): two statements. A
-/// key used after all is a conflict.
+/// after a call charge, from [`totals_after_charge`]): one statement on
+/// PostgreSQL ([`insert_and_move_pg`]), two on SQLite. A key used after all
+/// is a conflict.
 pub(crate) fn insert_new_locked(
     conn: &mut DbConnection,
     e: &Insert<'_>,
@@ -267,24 +268,22 @@ pub(crate) fn insert_new_locked(
     totals: Option<SpendTotals>,
     now: DateTime<Utc>,
 ) -> Result<LedgerEntry, StoreError> {
-    let reason = e.reason.map(|r| clean_text(r, MAX_REASON_LEN));
-    let created_at = to_micros(now);
-    let inserted = keep_prepared(
-        diesel::insert_into(le::table)
-            .values((
-                le::subscriber_id.eq(e.subscriber_id),
-                le::kind.eq(e.kind.as_str()),
-                le::amount.eq(StoredMoney(e.amount)),
-                le::currency.eq(currency),
-                le::reason.eq(&reason),
-                le::cdr_id.eq(e.cdr_id.map(|u| u.to_string())),
-                le::idempotency_key.eq(e.key),
-                le::created_at.eq(created_at),
-            ))
-            .returning(le::id),
-    )
-    .get_result::<i64>(conn);
-    let id = match inserted {
+    let row = EntryValues {
+        subscriber_id: e.subscriber_id,
+        kind: e.kind.as_str(),
+        amount: StoredMoney(e.amount),
+        currency,
+        reason: e.reason.map(|r| clean_text(r, MAX_REASON_LEN)),
+        cdr_id: e.cdr_id.map(|u| u.to_string()),
+        idempotency_key: e.key,
+        created_at: to_micros(now),
+    };
+    let balance = StoredMoney(balance + e.amount);
+    let written = match conn {
+        DbConnection::Postgres(c) => insert_and_move_pg(c, &row, balance, totals),
+        DbConnection::Sqlite(_) => insert_then_move(conn, &row, balance, totals),
+    };
+    let id = match written {
         // Another entry took the key meanwhile.
         Err(err) if is_unique_violation(&err) => {
             return Err(StoreError::Conflict(format!(
@@ -294,9 +293,51 @@ pub(crate) fn insert_new_locked(
         }
         other => other?,
     };
-    let balance = subs::balance.eq(StoredMoney(balance + e.amount));
-    let target = diesel::update(subs::table.find(e.subscriber_id));
-    // The row is locked, so it is there to update.
+    let EntryValues {
+        reason, created_at, ..
+    } = row;
+    Ok(LedgerEntry {
+        id,
+        subscriber_id: e.subscriber_id,
+        kind: e.kind,
+        // As it reads back: money is stored normalised ("25.50" as 25.5).
+        amount: e.amount.normalize(),
+        currency: currency
+            .parse()
+            .map_err(|_| DbError::Corrupt(format!("subscriber {}: currency", e.subscriber_id)))?,
+        reason,
+        cdr_id: e.cdr_id,
+        idempotency_key: e.key.to_string(),
+        created_at: time_of(created_at)?,
+    })
+}
+
+/// A ledger row about to be inserted.
+#[derive(Insertable)]
+#[diesel(table_name = le)]
+struct EntryValues<'a> {
+    subscriber_id: i64,
+    kind: &'static str,
+    amount: StoredMoney,
+    currency: &'a str,
+    reason: Option<String>,
+    cdr_id: Option<String>,
+    idempotency_key: &'a str,
+    created_at: i64,
+}
+
+/// The entry, then the balance (and spend totals) of its subscriber, whose
+/// row is locked and so there to update: two statements.
+fn insert_then_move(
+    conn: &mut DbConnection,
+    row: &EntryValues<'_>,
+    balance: StoredMoney,
+    totals: Option<SpendTotals>,
+) -> QueryResult<i64> {
+    let id = keep_prepared(diesel::insert_into(le::table).values(row).returning(le::id))
+        .get_result::<i64>(conn)?;
+    let target = diesel::update(subs::table.find(row.subscriber_id));
+    let balance = subs::balance.eq(balance);
     let _: i64 = match totals {
         None => keep_prepared(target.set(balance).returning(subs::id)).get_result(conn)?,
         Some(t) => keep_prepared(
@@ -312,20 +353,61 @@ pub(crate) fn insert_new_locked(
         )
         .get_result(conn)?,
     };
-    Ok(LedgerEntry {
-        id,
-        subscriber_id: e.subscriber_id,
-        kind: e.kind,
-        // As it reads back: money is stored normalised ("25.50" as 25.5).
-        amount: e.amount.normalize(),
-        currency: currency
-            .parse()
-            .map_err(|_| DbError::Corrupt(format!("subscriber {}: currency", e.subscriber_id)))?,
-        reason,
-        cdr_id: e.cdr_id,
-        idempotency_key: e.key.to_string(),
-        created_at: time_of(created_at)?,
+    Ok(id)
+}
+
+/// The entry and the balance (and spend totals) in one statement, a
+/// data-modifying `WITH`: every statement is a round trip to the server,
+/// and this one is on every charged call. PostgreSQL runs both parts
+/// whether or not the outer query reads them, all or nothing; the join
+/// yields the entry's id only when the subscriber's row was updated too.
+fn insert_and_move_pg(
+    c: &mut diesel::PgConnection,
+    row: &EntryValues<'_>,
+    balance: StoredMoney,
+    totals: Option<SpendTotals>,
+) -> QueryResult<i64> {
+    use crate::db::money::Money as MoneySql;
+    use diesel::sql_types::{BigInt, Nullable, Text};
+
+    #[derive(QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    const ENTRY: &str = "WITH entry AS (INSERT INTO ledger_entries \
+        (subscriber_id, kind, amount, currency, reason, cdr_id, idempotency_key, created_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id), \
+        moved AS (UPDATE subscribers SET balance = $9";
+    const END: &str = " WHERE id = $1 RETURNING id) SELECT entry.id FROM entry, moved";
+    let q = diesel::sql_query(match totals {
+        None => format!("{ENTRY}{END}"),
+        Some(_) => format!(
+            "{ENTRY}, spend_day_from = $10, spend_day = $11, \
+             spend_month_from = $12, spend_month = $13{END}"
+        ),
     })
+    .bind::<BigInt, _>(row.subscriber_id)
+    .bind::<Text, _>(row.kind)
+    .bind::<MoneySql, _>(row.amount)
+    .bind::<Text, _>(row.currency)
+    .bind::<Nullable<Text>, _>(row.reason.as_deref())
+    .bind::<Nullable<Text>, _>(row.cdr_id.as_deref())
+    .bind::<Text, _>(row.idempotency_key)
+    .bind::<BigInt, _>(row.created_at)
+    .bind::<MoneySql, _>(balance);
+    let written: Written = match totals {
+        // Two shapes, each kept prepared by the connection.
+        None => keep_prepared(q).get_result(c)?,
+        Some(t) => keep_prepared(
+            q.bind::<Nullable<BigInt>, _>(t.day.map(|d| d.0))
+                .bind::<Nullable<MoneySql>, _>(t.day.map(|d| StoredMoney(d.1)))
+                .bind::<Nullable<BigInt>, _>(t.month.map(|m| m.0))
+                .bind::<Nullable<MoneySql>, _>(t.month.map(|m| StoredMoney(m.1))),
+        )
+        .get_result(c)?,
+    };
+    Ok(written.id)
 }
 
 /// The balance (the cached sum of the ledger).
