@@ -154,11 +154,21 @@ PIDS+=("$FPID")
 for _ in $(seq 1 100); do grep -q "SIP listening" "$WORK/forwarder.out" 2>/dev/null && break; sleep 0.1; done
 sleep 1
 
+# SIPp runs without retransmissions (-nr), so a datagram dropped anywhere
+# leaves a call hanging until the timeout: its sockets get 4 MiB buffers
+# (its default is 64 KiB, which a burst of answers overflows), and each run
+# reports the machine's UDP receive-buffer drops (RcvbufErrors), so a run
+# that lost datagrams says so.
+SIPP_BUF=(-buff_size 4194304)
+udp_drops() { awk '/^Udp:/ && $2 ~ /^[0-9]+$/ {print $6; exit}' /proc/net/snmp; }
+
 # Runs one load against 127.0.0.1:$SUT_PORT; prints the figure line.
 run_load() {
   local label=$1 RATE=${2:-$RATE}
   local calls=$((RATE * SECONDS_RUN))
-  sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$calls" \
+  local drops0
+  drops0=$(udp_drops)
+  sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$calls" "${SIPP_BUF[@]}" \
        -timeout "$((SECONDS_RUN + 60))s" </dev/null >"$WORK/$label-uas.out" 2>&1 &
   local uas=$!
   PIDS+=("$uas")
@@ -168,7 +178,7 @@ run_load() {
   set +e
   (cd "$WORK" && sipp -sf "$SIPP_DIR/uac_call_many.xml" -inf "$WORK/numbers.csv" \
        -i 127.0.0.1 -p "$UAC_PORT" \
-       -r "$RATE" -m "$calls" -l "$((RATE * 4))" -nr \
+       -r "$RATE" -m "$calls" -l "$((RATE * 4))" -nr "${SIPP_BUF[@]}" \
        -timeout "$((SECONDS_RUN + 60))s" -timeout_error \
        -trace_stat -trace_err -stf "$WORK/$label-stat.csv" -fd 1 \
        "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1)
@@ -182,6 +192,7 @@ run_load() {
   failed=$(awk -F';' 'NR==1{for(i=1;i<=NF;i++) if($i=="FailedCall(C)") c=i} NR>1{v=$c} END{print v}' "$WORK/$label-stat.csv")
   wall=$(echo "$end - $start" | bc)
   echo "$label: target ${RATE} calls/s for ${SECONDS_RUN}s ($calls calls): successful=$ok failed=$failed sipp_exit=$rc wall=${wall}s achieved=$(echo "scale=1; $ok / $wall" | bc) calls/s"
+  echo "$label: UDP datagrams dropped at a full receive buffer during the run: $(( $(udp_drops) - drops0 ))"
   [[ "$failed" == "0" && "$rc" == "0" ]] || echo "$label: FAILED CALLS: not a valid figure"
 }
 
@@ -189,13 +200,13 @@ if [[ "$MODE" == memory ]]; then
   CONC=${1:-5000}
   HOLD_MS=$(( (CONC / 250 + 20) * 1000 ))
   rss() { awk '/VmRSS/{print $2}' "/proc/$FPID/status"; }
-  sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$CONC" \
+  sipp -sf "$SIPP_DIR/uas_answer.xml" -i 127.0.0.1 -p "$UAS_PORT" -nr -m "$CONC" "${SIPP_BUF[@]}" \
        -timeout "$((HOLD_MS / 1000 + 60))s" </dev/null >"$WORK/mem-uas.out" 2>&1 &
   PIDS+=($!)
   sleep 1
   idle=$(rss)
   (cd "$WORK" && exec sipp -sf "$SIPP_DIR/uac_call_hold.xml" -i 127.0.0.1 -p "$UAC_PORT" -s "$NUMBER" \
-       -r 250 -m "$CONC" -l "$CONC" -d "$HOLD_MS" -nr -timeout "$((HOLD_MS / 1000 + 60))s" \
+       -r 250 -m "$CONC" -l "$CONC" -d "$HOLD_MS" -nr "${SIPP_BUF[@]}" -timeout "$((HOLD_MS / 1000 + 60))s" \
        -trace_stat -stf "$WORK/mem-stat.csv" -fd 1 "127.0.0.1:$SUT_PORT" </dev/null >/dev/null 2>&1) &
   PIDS+=($!)
   # All calls are up once the ramp (CONC/250 s) is over; take the peak then.
