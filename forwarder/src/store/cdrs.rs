@@ -425,7 +425,9 @@ fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 /// predicate of the partial index of calls in progress,
 /// `cdrs_open_by_subscriber`: so counting a subscriber's calls reads only
 /// the calls up, however long the history, and a status change at answer
-/// touches no indexed column.
+/// touches no indexed column. For sets of records (a subscriber's, all of
+/// them at recovery); a record found by its id is guarded by
+/// [`OpenStatus`] instead.
 pub(crate) type StillOpen = diesel::dsl::IsNull<cdrs::ended_at>;
 
 /// [`StillOpen`].
