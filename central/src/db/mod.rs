@@ -75,10 +75,12 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Setup {
             // WAL lets readers run beside the single writer; NORMAL is safe
             // with WAL (a crash loses at most the last commits, never
             // corrupts). busy_timeout makes concurrent writers wait instead
-            // of failing at once.
+            // of failing at once; it comes first, because switching the
+            // journal to WAL takes the database's lock, which the pool's
+            // other new connections may hold at that moment.
             c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }

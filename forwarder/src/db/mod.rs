@@ -137,10 +137,13 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Setup {
             // corrupts). busy_timeout makes concurrent writers wait instead
             // of failing at once. Checkpoints are the checkpointer's
             // ([`Checkpointer`]); the automatic one stays only as a bound
-            // on the WAL's size should that thread fall behind.
+            // on the WAL's size should that thread fall behind. The busy
+            // timeout comes first, because switching the journal to WAL
+            // takes the database's lock, which the pool's other new
+            // connections may hold at that moment.
             c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
                  PRAGMA wal_autocheckpoint = 10000;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
