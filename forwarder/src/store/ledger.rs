@@ -375,35 +375,44 @@ fn insert_and_move_pg(
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    const ENTRY: &str = "WITH entry AS (INSERT INTO ledger_entries \
-        (subscriber_id, kind, amount, currency, reason, cdr_id, idempotency_key, created_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id), \
-        moved AS (UPDATE subscribers SET balance = $9";
-    const END: &str = " WHERE id = $1 RETURNING id) SELECT entry.id FROM entry, moved";
-    let q = diesel::sql_query(match totals {
-        None => format!("{ENTRY}{END}"),
-        Some(_) => format!(
-            "{ENTRY}, spend_day_from = $10, spend_day = $11, \
-             spend_month_from = $12, spend_month = $13{END}"
-        ),
-    })
-    .bind::<BigInt, _>(row.subscriber_id)
-    .bind::<Text, _>(row.kind)
-    .bind::<MoneySql, _>(row.amount)
-    .bind::<Text, _>(row.currency)
-    .bind::<Nullable<Text>, _>(row.reason.as_deref())
-    .bind::<Nullable<Text>, _>(row.cdr_id.as_deref())
-    .bind::<Text, _>(row.idempotency_key)
-    .bind::<BigInt, _>(row.created_at)
-    .bind::<MoneySql, _>(balance);
+    // The subscriber's columns set after the balance ($9) differ between
+    // the two shapes; the rest is the same text.
+    macro_rules! entry_and_move {
+        ($more:literal) => {
+            concat!(
+                "WITH entry AS (INSERT INTO ledger_entries ",
+                "(subscriber_id, kind, amount, currency, reason, cdr_id, idempotency_key, created_at) ",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id), ",
+                "moved AS (UPDATE subscribers SET balance = $9",
+                $more,
+                " WHERE id = $1 RETURNING id) SELECT entry.id FROM entry, moved"
+            )
+        };
+    }
+    let entry = |sql: &'static str| {
+        diesel::sql_query(sql)
+            .bind::<BigInt, _>(row.subscriber_id)
+            .bind::<Text, _>(row.kind)
+            .bind::<MoneySql, _>(row.amount)
+            .bind::<Text, _>(row.currency)
+            .bind::<Nullable<Text>, _>(row.reason.as_deref())
+            .bind::<Nullable<Text>, _>(row.cdr_id.as_deref())
+            .bind::<Text, _>(row.idempotency_key)
+            .bind::<BigInt, _>(row.created_at)
+            .bind::<MoneySql, _>(balance)
+    };
+    // Two shapes, each kept prepared by the connection.
     let written: Written = match totals {
-        // Two shapes, each kept prepared by the connection.
-        None => keep_prepared(q).get_result(c)?,
+        None => keep_prepared(entry(entry_and_move!(""))).get_result(c)?,
         Some(t) => keep_prepared(
-            q.bind::<Nullable<BigInt>, _>(t.day.map(|d| d.0))
-                .bind::<Nullable<MoneySql>, _>(t.day.map(|d| StoredMoney(d.1)))
-                .bind::<Nullable<BigInt>, _>(t.month.map(|m| m.0))
-                .bind::<Nullable<MoneySql>, _>(t.month.map(|m| StoredMoney(m.1))),
+            entry(entry_and_move!(
+                ", spend_day_from = $10, spend_day = $11, \
+                 spend_month_from = $12, spend_month = $13"
+            ))
+            .bind::<Nullable<BigInt>, _>(t.day.map(|d| d.0))
+            .bind::<Nullable<MoneySql>, _>(t.day.map(|d| StoredMoney(d.1)))
+            .bind::<Nullable<BigInt>, _>(t.month.map(|m| m.0))
+            .bind::<Nullable<MoneySql>, _>(t.month.map(|m| StoredMoney(m.1))),
         )
         .get_result(c)?,
     };
