@@ -121,6 +121,7 @@ fn one_call(conn: &mut DbConnection, first: i64, count: i64, i: u64) {
                 margin: Decimal::new(2, 3),
                 currency: "EUR".parse().unwrap(),
             }),
+            rated_in: Some(chrono_tz::Europe::Berlin),
             progress: CdrProgress::default(),
         },
         end,

@@ -129,6 +129,7 @@ impl StoreBook {
             billable_seconds: 0,
             media_stats: None,
             rating: None,
+            rated_in: None,
             progress: CdrProgress::default(),
         };
         let (Some(answered), Some(target)) = (cdr.answered_at, cdr.target) else {
@@ -140,6 +141,7 @@ impl StoreBook {
             .and_then(|d| d.get("carrier_terms"))
             .and_then(|t| serde_json::from_value(t.clone()).ok());
         let subscriber = crate::store::subscribers::get(conn, cdr.subscriber_id).ok();
+        let zone = subscriber.as_ref().map(|s| s.time_zone);
         let rated = match (terms, subscriber) {
             (Some(terms), Some(s)) => {
                 self.rate(&s, &target, &terms, answered, seconds(answered, end))
@@ -153,6 +155,7 @@ impl StoreBook {
                 sip_status: Some(200),
                 billable_seconds: billable,
                 rating: Some(rating),
+                rated_in: zone,
                 ..base
             },
             Err(why) => CdrClose {
@@ -344,6 +347,7 @@ impl CallBook for StoreBook {
             billable_seconds: billable,
             media_stats: end.media.clone(),
             rating,
+            rated_in: Some(end.subscriber.time_zone),
             progress: CdrProgress {
                 target: end.forwarded_to,
                 provider_id: end

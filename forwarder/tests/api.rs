@@ -551,6 +551,7 @@ async fn calls_paginated(backend: Backend) {
                     margin: dec!(0.01),
                     currency: "EUR".parse().unwrap(),
                 }),
+                rated_in: Some(chrono_tz::Europe::Berlin),
                 progress: CdrProgress {
                     answered_at: Some(at + Duration::seconds(10)),
                     target: Some(E164::parse("+491701234").unwrap()),

@@ -373,6 +373,8 @@ fn close_at(
                 margin: price - price / dec!(2),
                 currency: "EUR".parse().unwrap(),
             }),
+            // Subscribers of any zone here: the close under lock.
+            rated_in: None,
             progress: CdrProgress {
                 target: Some(E164::parse(to).unwrap()),
                 answered_at: Some(answered),
@@ -660,6 +662,7 @@ async fn content_and_totals(backend: Backend) {
                 billable_seconds: 0,
                 media_stats: None,
                 rating: None,
+                rated_in: None,
                 progress: CdrProgress::default(),
             },
             t("2026-03-10T10:00:20Z"),

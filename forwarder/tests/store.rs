@@ -89,7 +89,8 @@ fn rating(price: Decimal) -> Rating {
     }
 }
 
-fn completed(ended: DateTime<Utc>, secs: u64, price: Decimal) -> CdrClose {
+/// A completed call rated at `price` for a subscriber in `zone`.
+fn completed(zone: chrono_tz::Tz, ended: DateTime<Utc>, secs: u64, price: Decimal) -> CdrClose {
     CdrClose {
         status: FinalStatus::Completed,
         ended_at: ended,
@@ -98,6 +99,7 @@ fn completed(ended: DateTime<Utc>, secs: u64, price: Decimal) -> CdrClose {
         billable_seconds: secs,
         media_stats: Some(serde_json::json!({"caller": {"packets": 1500, "lost": 2}})),
         rating: Some(rating(price)),
+        rated_in: Some(zone),
         progress: CdrProgress::default(),
     }
 }
@@ -417,7 +419,7 @@ fn close_and_charge(backend: Backend) {
     assert_eq!(cdr.last_media_at, Some(answered + Duration::seconds(30)));
 
     let ended = answered + Duration::seconds(61);
-    let close = completed(ended, 61, dec!(0.0122));
+    let close = completed(chrono_tz::Europe::Berlin, ended, 61, dec!(0.0122));
     let closed = cdrs::close_and_charge(conn, id, &close, ended).unwrap();
     assert!(closed.newly_closed);
     assert_eq!(closed.cdr.status, CdrStatus::Completed);
@@ -443,7 +445,7 @@ fn close_and_charge(backend: Backend) {
     assert_eq!(retry.charge.map(|c| c.id), Some(charge.id));
     assert_eq!(check_balance(conn, s.id), dec!(4.9878));
     // A different close of a closed call: refused.
-    let other = completed(ended, 62, dec!(0.0124));
+    let other = completed(chrono_tz::Europe::Berlin, ended, 62, dec!(0.0124));
     assert!(matches!(
         cdrs::close_and_charge(conn, id, &other, ended),
         Err(StoreError::Conflict(_))
@@ -464,6 +466,7 @@ fn close_and_charge(backend: Backend) {
         billable_seconds: 0,
         media_stats: None,
         rating: None,
+        rated_in: None,
         progress: CdrProgress::default(),
     };
     let closed = cdrs::close_and_charge(conn, failed_id, &failed, t0).unwrap();
@@ -473,7 +476,12 @@ fn close_and_charge(backend: Backend) {
     // Completed without an answer time is refused.
     let never = open_call(conn, s.id, t0);
     assert!(matches!(
-        cdrs::close_and_charge(conn, never, &completed(t0, 1, dec!(0.01)), t0),
+        cdrs::close_and_charge(
+            conn,
+            never,
+            &completed(chrono_tz::Europe::Berlin, t0, 1, dec!(0.01)),
+            t0
+        ),
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
@@ -516,7 +524,13 @@ fn close_and_charge_is_atomic(backend: Backend) {
     ledger::record(conn, s.id, &squatter, t0).unwrap();
     let balance = check_balance(conn, s.id);
     let end = t0 + Duration::seconds(30);
-    let err = cdrs::close_and_charge(conn, id, &completed(end, 28, dec!(0.10)), end).unwrap_err();
+    let err = cdrs::close_and_charge(
+        conn,
+        id,
+        &completed(chrono_tz::UTC, end, 28, dec!(0.10)),
+        end,
+    )
+    .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     // The CDR is exactly as before: still answered, no end, no rating.
     let after = cdrs::get(conn, id).unwrap();
@@ -527,7 +541,7 @@ fn close_and_charge_is_atomic(backend: Backend) {
     assert_eq!(cdrs::open_cdrs(conn).unwrap().len(), 1);
 
     // A rating in the wrong currency: refused, nothing written.
-    let mut usd = completed(end, 28, dec!(0.10));
+    let mut usd = completed(chrono_tz::UTC, end, 28, dec!(0.10));
     usd.rating = Some(Rating {
         currency: "USD".parse().unwrap(),
         ..rating(dec!(0.10))
@@ -550,7 +564,13 @@ fn close_and_charge_is_atomic(backend: Backend) {
     assert_eq!(cdrs::get(conn, id2).unwrap().status, CdrStatus::Answered);
     assert_eq!(check_balance(conn, s.id), balance);
     // Once the conflict is cleared up the same close goes through.
-    let ok = cdrs::close_and_charge(conn, id2, &completed(end, 28, dec!(0.10)), end).unwrap();
+    let ok = cdrs::close_and_charge(
+        conn,
+        id2,
+        &completed(chrono_tz::UTC, end, 28, dec!(0.10)),
+        end,
+    )
+    .unwrap();
     assert_eq!(ok.balance, balance - dec!(0.10));
     assert_eq!(check_balance(conn, s.id), balance - dec!(0.10));
 }
@@ -593,7 +613,13 @@ fn open_cdr_recovery(backend: Backend) {
     )
     .unwrap();
     let end = t0 + Duration::seconds(10);
-    cdrs::close_and_charge(conn, done, &completed(end, 7, dec!(0.07)), end).unwrap();
+    cdrs::close_and_charge(
+        conn,
+        done,
+        &completed(chrono_tz::UTC, end, 7, dec!(0.07)),
+        end,
+    )
+    .unwrap();
     drop(c);
 
     // "Restart": a fresh pool on the same database.
@@ -611,7 +637,12 @@ fn open_cdr_recovery(backend: Backend) {
     for cdr in &open {
         let end = cdrs::recovery_end(cdr);
         let close = match cdr.answered_at {
-            Some(a) => completed(end, (end - a).num_seconds() as u64, dec!(0.45)),
+            Some(a) => completed(
+                chrono_tz::UTC,
+                end,
+                (end - a).num_seconds() as u64,
+                dec!(0.45),
+            ),
             None => CdrClose {
                 status: FinalStatus::Failed,
                 ended_at: end,
@@ -620,6 +651,7 @@ fn open_cdr_recovery(backend: Backend) {
                 billable_seconds: 0,
                 media_stats: None,
                 rating: None,
+                rated_in: None,
                 progress: CdrProgress::default(),
             },
         };
@@ -654,7 +686,7 @@ fn spend_and_authorization(backend: Backend) {
     ] {
         let at = t(at);
         let id = open_call(conn, s.id, at - Duration::seconds(60));
-        let mut close = completed(at, 60, price);
+        let mut close = completed(chrono_tz::America::New_York, at, 60, price);
         close.progress.answered_at = Some(at - Duration::seconds(60));
         cdrs::close_and_charge(conn, id, &close, at).unwrap();
     }
@@ -682,8 +714,21 @@ both_backends_sync!(spend_and_authorization, super::spend_and_authorization);
 /// charge) is the ledger's sum for the subscriber's local day and month:
 /// across a day, a daylight-saving change and a month end, after a time
 /// zone change, and with a charge dated before the latest (a clock set
-/// back).
+/// back). On PostgreSQL the closes run as the call path runs them (one
+/// statement, the totals advanced in SQL) and under lock (the totals
+/// advanced here), with the same results.
 fn running_spend_totals(backend: Backend) {
+    let again = match &backend {
+        Backend::Postgres(url) => Some(Backend::Postgres(url.clone())),
+        Backend::Sqlite => None,
+    };
+    running_spend_totals_closed(backend, true);
+    if let Some(b) = again {
+        running_spend_totals_closed(b, false);
+    }
+}
+
+fn running_spend_totals_closed(backend: Backend, as_rated: bool) {
     use forwarder::store::admission::{admit, Admission, InboundCall};
     let tdb = TestDb::new(backend);
     let mut c = tdb.db.conn().unwrap();
@@ -712,7 +757,7 @@ fn running_spend_totals(backend: Backend) {
             "spend at {now}"
         );
         // The admitted call ends unanswered: nothing charged.
-        let mut failed = completed(now, 0, dec!(0));
+        let mut failed = completed(chrono_tz::America::New_York, now, 0, dec!(0));
         failed.status = FinalStatus::Failed;
         failed.rating = None;
         cdrs::close_and_charge(conn, a.cdr.id, &failed, now).unwrap();
@@ -721,7 +766,11 @@ fn running_spend_totals(backend: Backend) {
     let charge = |conn: &mut DbConnection, at: &str, price: Decimal| {
         let at = t(at);
         let id = open_call(conn, s.id, at - Duration::seconds(60));
-        let mut close = completed(at, 60, price);
+        let zone = subscribers::get(conn, s.id).unwrap().time_zone;
+        let mut close = completed(zone, at, 60, price);
+        if !as_rated {
+            close.rated_in = None;
+        }
         close.progress.answered_at = Some(at - Duration::seconds(60));
         cdrs::close_and_charge(conn, id, &close, at).unwrap();
         at
@@ -771,6 +820,71 @@ fn running_spend_totals(backend: Backend) {
     assert_eq!(check_balance(conn, s.id), dec!(100) - dec!(9));
 }
 both_backends_sync!(running_spend_totals, super::running_spend_totals);
+
+/// Calls of one subscriber closed from several threads at once, each close
+/// sent twice (a retry racing the first), with payments in between: every
+/// call charged once, the balance the ledger's sum, and the running spend
+/// totals the ledger's sum for the day.
+fn concurrent_closes(backend: Backend) {
+    use forwarder::store::admission::{admit, Admission};
+    let tdb = TestDb::new(backend);
+    let t0 = t("2026-05-04T08:00:00Z");
+    let (sub, calls) = {
+        let mut c = tdb.db.conn().unwrap();
+        let mut new = new_sub("UTC", Account::Prepaid);
+        new.daily_spend_cap = Some(dec!(50));
+        new.monthly_spend_cap = Some(dec!(500));
+        new.max_concurrent_calls = None;
+        let s = forwarding_subscriber(&mut c, &new, t0);
+        let calls: Vec<Uuid> = (0..40).map(|_| open_call(&mut c, s.id, t0)).collect();
+        (s, calls)
+    };
+    let calls = std::sync::Arc::new(calls);
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let db = tdb.db.clone();
+            let calls = calls.clone();
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                // Threads w and w + 2 close the same calls.
+                for (i, id) in calls.iter().enumerate().filter(|(i, _)| i % 2 == w % 2) {
+                    let end = t0 + Duration::seconds(70 + i as i64);
+                    let mut close = completed(chrono_tz::UTC, end, 60, dec!(0.10));
+                    close.progress.answered_at = Some(t0 + Duration::seconds(10));
+                    let closed = cdrs::close_and_charge(&mut conn, *id, &close, end).unwrap();
+                    assert_eq!(closed.charge.map(|e| e.amount), Some(dec!(-0.10)));
+                    if w == 0 && i % 10 == 0 {
+                        let e = payment(dec!(1), &format!("during-{i}"));
+                        ledger::record(&mut conn, sub.id, &e, end).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let mut c = tdb.db.conn().unwrap();
+    let conn = &mut *c;
+    assert_eq!(check_balance(conn, sub.id), dec!(100) + dec!(4) - dec!(4));
+    let charges = ledger::entries(conn, sub.id, None, 500)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::CallCharge)
+        .count();
+    assert_eq!(charges, 40);
+    let now = t0 + Duration::minutes(5);
+    let Admission::Admitted(a) = admit(conn, &inbound("+4930123456"), now).unwrap() else {
+        panic!("refused")
+    };
+    let summed = ledger::standing(conn, &sub, now).unwrap();
+    assert_eq!(summed.spend_today, dec!(4));
+    assert_eq!(
+        (a.standing.spend_today, a.standing.spend_month),
+        (summed.spend_today, summed.spend_month)
+    );
+}
+both_backends_sync!(concurrent_closes, super::concurrent_closes);
 
 /// Caller numbers and names are any text: NUL, control characters, quotes,
 /// very long strings; stored safely (cut, NUL replaced), never an error.
@@ -972,7 +1086,12 @@ fn call_path_statements_stay_prepared(backend: Backend) {
         cdrs::note_progress(conn, a.cdr.id, &answered, at + Duration::seconds(2)).unwrap();
         conn.transaction(|c| cdrs::media_seen(c, a.cdr.id, at + Duration::seconds(30)))
             .unwrap();
-        let mut close = completed(at + Duration::seconds(62), 60, dec!(0.12));
+        let mut close = completed(
+            chrono_tz::Europe::Berlin,
+            at + Duration::seconds(62),
+            60,
+            dec!(0.12),
+        );
         close.progress.attempts = Some(serde_json::json!([{"provider": 7, "status": 200}]));
         close.progress.last_media_at = Some(at + Duration::seconds(61));
         let closed =
@@ -1000,7 +1119,9 @@ fn call_path_statements_stay_prepared(backend: Backend) {
         ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"].contains(&word.as_str())
     };
     let ran: Vec<&String> = s.0.iter().filter(|q| !transaction_control(q)).collect();
-    assert!(ran.len() >= 8, "the call ran its statements: {ran:#?}");
+    // Admission 3 (besides BEGIN and COMMIT), answer, media, close (one on
+    // PostgreSQL).
+    assert!(ran.len() >= 6, "the call ran its statements: {ran:#?}");
     assert!(s.1.is_empty(), "prepared anew on a repeat call: {:#?}", s.1);
     let not_kept: Vec<&&String> = ran.iter().filter(|q| !kept.contains(q)).collect();
     assert!(
@@ -1018,15 +1139,18 @@ both_backends_sync!(
 /// BEGIN, the owner locked with its row, the number's owner with the calls
 /// and rules, the CDR, COMMIT (a number of no one's: BEGIN, the lookup,
 /// COMMIT); the answer one UPDATE;
-/// a charged close BEGIN, the record and subscriber locked with their rows,
-/// the record, the ledger entry and the balance, COMMIT: on SQLite the lock
-/// is two statements and the entry and balance two, on PostgreSQL one each.
+/// a charged close on SQLite BEGIN, the record and subscriber locked (two
+/// statements), the record, the ledger entry, the balance, COMMIT; on
+/// PostgreSQL one statement, the day's first charge included; and, in a
+/// zone other than the one the call was rated in, the locking close: BEGIN,
+/// the lock with its rows, the record, the entry with the balance, COMMIT,
+/// after the one statement that found the zone changed.
 fn statements_of_a_call(backend: Backend) {
     use diesel::Connection;
     use forwarder::store::admission::{admit, Admission};
-    let close_statements = match backend {
-        Backend::Sqlite => 7,
-        Backend::Postgres(_) => 5,
+    let (close_statements, elsewhere) = match backend {
+        Backend::Sqlite => (7, 7),
+        Backend::Postgres(_) => (1, 6),
     };
     let tdb = TestDb::new(backend);
     let mut c = tdb.db.conn().unwrap();
@@ -1057,7 +1181,12 @@ fn statements_of_a_call(backend: Backend) {
         };
         cdrs::note_progress(conn, a.cdr.id, &answered, at).unwrap();
         let noted = count();
-        let close = completed(at + Duration::seconds(62), 60, dec!(0.12));
+        let close = completed(
+            chrono_tz::Europe::Berlin,
+            at + Duration::seconds(62),
+            60,
+            dec!(0.12),
+        );
         let closed = cdrs::close_and_charge(conn, a.cdr.id, &close, at).unwrap();
         assert!(closed.charge.is_some());
         let close = count();
@@ -1065,6 +1194,21 @@ fn statements_of_a_call(backend: Backend) {
             assert_eq!((admitted, noted, close), (5, 1, close_statements));
         }
     }
+    // Rated in a zone the subscriber is no longer in.
+    let Admission::Admitted(a) = admit(conn, &inbound("+4930123456"), at).unwrap() else {
+        panic!("refused")
+    };
+    let mut close = completed(
+        chrono_tz::Asia::Tokyo,
+        at + Duration::seconds(62),
+        60,
+        dec!(0.12),
+    );
+    close.progress.answered_at = Some(at + Duration::seconds(2));
+    count();
+    let closed = cdrs::close_and_charge(conn, a.cdr.id, &close, at).unwrap();
+    assert!(closed.charge.is_some());
+    assert_eq!(count(), elsewhere);
     let Admission::Refused(r) = admit(conn, &inbound("+4930999999"), at).unwrap() else {
         panic!("an unknown number admitted")
     };
@@ -1161,7 +1305,12 @@ fn records_found_by_id_through_the_primary_key(backend: Backend) {
     cdrs::close_and_charge(
         conn,
         a.cdr.id,
-        &completed(at + Duration::seconds(62), 60, dec!(0.12)),
+        &completed(
+            chrono_tz::Europe::Berlin,
+            at + Duration::seconds(62),
+            60,
+            dec!(0.12),
+        ),
         at,
     )
     .unwrap();

@@ -9,7 +9,8 @@
 //!    `answered`); [`media_seen`] now and then while media flows, so a crash
 //!    leaves the last moment the call was known to be up.
 //! 3. [`close_and_charge`] at hangup: the final fields *and* the ledger's
-//!    call charge (idempotency key: the CDR id) in one transaction. A call
+//!    call charge (idempotency key: the CDR id) in one transaction (one
+//!    statement on PostgreSQL when the close goes as it should). A call
 //!    is never left closed but unbilled, nor billed twice: a retry with the
 //!    same content returns what is stored.
 //!
@@ -26,12 +27,15 @@ use crate::db::schema::{cdrs, subscribers as subs};
 use crate::db::{to_micros, DbConnection, DbError};
 use crate::subscriber::Subscriber;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use diesel::prelude::*;
 use provider_sdk::money::Currency;
 use provider_sdk::number::E164;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod one_statement;
 
 /// Longest caller number / name and hangup cause kept (longer text is cut).
 pub const MAX_CALLER_LEN: usize = 256;
@@ -185,6 +189,12 @@ pub struct CdrClose {
     /// `None`: not charged (an unanswered call). A price above zero writes
     /// the call charge.
     pub rating: Option<Rating>,
+    /// The subscriber's time zone as the call was rated (the one admission
+    /// read). With it, PostgreSQL writes a charged close in one statement
+    /// while the subscriber is still in that zone; without it, or in
+    /// another zone by now, the close takes the locking transaction. The
+    /// outcome is the same either way.
+    pub rated_in: Option<Tz>,
     /// Everything [`CdrProgress`] can carry may also come at the end.
     pub progress: CdrProgress,
 }
@@ -616,6 +626,11 @@ pub fn media_seen(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> Resul
 /// Calling it again with the same close (a retry after a lost answer)
 /// returns what is stored; a different close of an already closed record is
 /// a conflict.
+///
+/// On PostgreSQL a close that goes as it should (and carries
+/// [`CdrClose::rated_in`] when charged) is one statement: see
+/// `one_statement`. Anything else, and every close on SQLite, runs as a
+/// transaction that locks the record and its subscriber first.
 pub fn close_and_charge(
     conn: &mut DbConnection,
     id: Uuid,
@@ -637,9 +652,25 @@ pub fn close_and_charge(
             ));
         }
     }
-    // Five statements on PostgreSQL: BEGIN, the record and the subscriber
-    // locked and read, the close written and read back, for a charge the
-    // ledger entry with the balance (one statement), COMMIT.
+    let fields = FinalSet {
+        ended_at: to_micros(close.ended_at),
+        sip_status: close.sip_status.map(i32::from),
+        hangup_cause: cause.clone(),
+        billable_seconds: billable,
+        media_stats: media,
+        price: close.rating.map(|r| StoredMoney(r.price)),
+        provider_cost: close.rating.map(|r| StoredMoney(r.provider_cost)),
+        margin: close.rating.map(|r| StoredMoney(r.margin)),
+        rating_currency: close.rating.map(|r| r.currency.to_string()),
+    };
+    if let DbConnection::Postgres(c) = conn {
+        if let Some(closed) = one_statement::close(c, id, close, &fields, now)? {
+            return Ok(closed);
+        }
+    }
+    // Under lock, five statements on PostgreSQL: BEGIN, the record and the
+    // subscriber locked and read, the close written and read back, for a
+    // charge the ledger entry with the balance (one statement), COMMIT.
     conn.transaction(|conn| {
         let (current, subscriber, money) = lock_cdr_and_subscriber(conn, &key)?;
         let subscriber_id = current.subscriber_id;
@@ -677,17 +708,7 @@ pub fn close_and_charge(
             diesel::update(cdrs::table.find(&key))
                 .set((
                     ProgressSet::of(&close.progress, Some(status), now)?,
-                    (
-                        cdrs::ended_at.eq(to_micros(close.ended_at)),
-                        cdrs::sip_status.eq(close.sip_status.map(i32::from)),
-                        cdrs::hangup_cause.eq(&cause),
-                        cdrs::billable_seconds.eq(billable),
-                        cdrs::media_stats.eq(&media),
-                        cdrs::price.eq(close.rating.map(|r| StoredMoney(r.price))),
-                        cdrs::provider_cost.eq(close.rating.map(|r| StoredMoney(r.provider_cost))),
-                        cdrs::margin.eq(close.rating.map(|r| StoredMoney(r.margin))),
-                        cdrs::rating_currency.eq(close.rating.map(|r| r.currency.to_string())),
-                    ),
+                    &fields,
                 ))
                 .returning(cdrs::all_columns),
         )
@@ -724,6 +745,22 @@ pub fn close_and_charge(
             newly_closed: true,
         })
     })
+}
+
+/// The columns a close sets besides the progress; `None` is written as
+/// NULL.
+#[derive(AsChangeset)]
+#[diesel(table_name = cdrs, treat_none_as_null = true)]
+struct FinalSet {
+    ended_at: i64,
+    sip_status: Option<i32>,
+    hangup_cause: Option<String>,
+    billable_seconds: i64,
+    media_stats: Option<String>,
+    price: Option<StoredMoney>,
+    provider_cost: Option<StoredMoney>,
+    margin: Option<StoredMoney>,
+    rating_currency: Option<String>,
 }
 
 /// A close of a record that is already closed: the same close again is

@@ -12,7 +12,8 @@
 //! - [`rules`]: a subscriber's forwarding rules (read, replace).
 //! - [`ledger`]: the account ledger, balance, spend totals, [`ledger::standing`].
 //! - [`cdrs`]: call detail records: open at call start, progress, close and
-//!   charge in one transaction, open ones for crash recovery.
+//!   charge in one transaction (on PostgreSQL one statement), open ones for
+//!   crash recovery.
 //! - [`statements`]: billing statements (period contents, creation exactly
 //!   once, send state) and held periods.
 //! - [`credentials`]: subscribers' bearer tokens (hashed) and operator
