@@ -27,6 +27,8 @@ use diesel::prelude::*;
 use provider_sdk::number::E164;
 use uuid::Uuid;
 
+mod one_statement;
+
 /// A call as it arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundCall {
@@ -59,51 +61,125 @@ pub enum Admission {
 /// Decides on a call at `now` and, when admitted, opens its CDR (received
 /// at `now`). Refused calls leave nothing behind.
 ///
-/// Five statements for an admitted call: BEGIN, the number's owner locked
-/// and read, the owner again with its calls in progress and rules, the CDR
-/// written, COMMIT (an unknown number: BEGIN, the lookup, COMMIT).
+/// For an admitted call, on PostgreSQL four statements: BEGIN, the
+/// number's owner locked and read, the calls in progress counted with the
+/// CDR written when under the cap and the rules read (one statement,
+/// [`one_statement`]), COMMIT. On SQLite five: the count and rules, then
+/// the CDR. A number of no one's: BEGIN, the lookup, COMMIT.
 pub fn admit(
     conn: &mut DbConnection,
     call: &InboundCall,
     now: DateTime<Utc>,
 ) -> Result<Admission, StoreError> {
-    conn.transaction(|conn| {
+    let decided = conn.transaction(|conn| {
         let Some((subscriber, money)) = subscribers::lock_owner_of(conn, &call.called_number)?
         else {
             return Ok(Admission::Refused(Refusal::unknown_number()));
         };
         let id = subscriber.id;
-        let now_held = under_lock(conn, &call.called_number, id)?;
-        // The number may have moved while the lock was awaited.
-        if now_held.owner != Some(id) {
-            return Ok(Admission::Refused(Refusal::unknown_number()));
-        }
-        let standing =
-            ledger::standing_for_call(conn, &subscriber, money, now_held.active_calls, now)?;
+        // Everything but the calls in progress, which are counted with the
+        // number's owner once more after the lock.
+        let standing = ledger::standing_for_call(conn, &subscriber, money, 0, now)?;
         if let Err(r) = authorize(Some(&subscriber), &standing) {
             return Ok(Admission::Refused(r));
         }
-        let rules = super::rules::parse(id, &now_held.rule_bodies)?;
-        let Some(rule) = select(&rules, now, subscriber.time_zone).cloned() else {
-            return Ok(Admission::Refused(Refusal::no_matching_rule()));
+        let new = NewCdr {
+            id: call.id,
+            subscriber_id: id,
+            called_number: call.called_number,
+            caller_number: call.caller_number.clone(),
+            caller_name: call.caller_name.clone(),
+            received_at: now,
         };
-        let cdr = cdrs::open_in_admission(
-            conn,
-            &NewCdr {
-                id: call.id,
-                subscriber_id: id,
-                called_number: call.called_number,
-                caller_number: call.caller_number.clone(),
-                caller_name: call.caller_name.clone(),
-                received_at: now,
-            },
-        )?;
+        let opened = match conn {
+            DbConnection::Postgres(pg) => {
+                one_statement::open_under_cap(pg, &new, subscriber.max_concurrent_calls)?
+            }
+            DbConnection::Sqlite(_) => open_under_cap(conn, &new, subscriber.max_concurrent_calls)?,
+        };
+        let standing = Standing {
+            active_calls: opened.active_calls,
+            ..standing
+        };
+        // The number may have moved while the lock was awaited.
+        if !opened.held {
+            return Ok(Admission::Refused(Refusal::unknown_number()));
+        }
+        let Some(cdr) = opened.cdr else {
+            let over = authorize(Some(&subscriber), &standing).err();
+            return Ok(Admission::Refused(
+                over.unwrap_or_else(Refusal::unknown_number),
+            ));
+        };
+        let rules = super::rules::parse(id, &opened.rule_bodies)?;
+        let Some(rule) = select(&rules, now, subscriber.time_zone).cloned() else {
+            // Written already on PostgreSQL: undone with the transaction.
+            return Err(Undo::Refused(Refusal::no_matching_rule()));
+        };
         Ok(Admission::Admitted(Box::new(Admitted {
             subscriber,
             standing,
             rule,
             cdr,
         })))
+    });
+    match decided {
+        Ok(a) => Ok(a),
+        Err(Undo::Refused(r)) => Ok(Admission::Refused(r)),
+        Err(Undo::Failed(e)) => Err(e),
+    }
+}
+
+/// Why admission's transaction rolled back.
+enum Undo {
+    /// Refused after the CDR was written.
+    Refused(Refusal),
+    Failed(StoreError),
+}
+
+impl From<StoreError> for Undo {
+    fn from(e: StoreError) -> Undo {
+        Undo::Failed(e)
+    }
+}
+
+impl From<diesel::result::Error> for Undo {
+    fn from(e: diesel::result::Error) -> Undo {
+        Undo::Failed(e.into())
+    }
+}
+
+/// What admission finds, and writes, after the subscriber's lock.
+struct Opened {
+    /// The subscriber still owns the called number.
+    held: bool,
+    /// The subscriber's calls in progress before this one.
+    active_calls: u32,
+    /// The open record, when the number is held and the calls are under
+    /// the cap.
+    cdr: Option<Cdr>,
+    /// The subscriber's rules as stored, in order.
+    rule_bodies: Vec<String>,
+}
+
+/// SQLite: the count, owner and rules, then the CDR when under the cap.
+fn open_under_cap(
+    conn: &mut DbConnection,
+    new: &NewCdr,
+    cap: Option<u32>,
+) -> Result<Opened, StoreError> {
+    let now_held = under_lock(conn, &new.called_number, new.subscriber_id)?;
+    let held = now_held.owner == Some(new.subscriber_id);
+    let under = cap.is_none_or(|c| now_held.active_calls < c);
+    let cdr = match held && under {
+        true => Some(cdrs::open_in_admission(conn, new)?),
+        false => None,
+    };
+    Ok(Opened {
+        held,
+        active_calls: now_held.active_calls,
+        cdr,
+        rule_bodies: now_held.rule_bodies,
     })
 }
 

@@ -211,8 +211,9 @@ pub struct ClosedCall {
     pub newly_closed: bool,
 }
 
+/// A record as stored.
 #[derive(Queryable)]
-struct CdrRow {
+pub(crate) struct CdrRow {
     id: String,
     subscriber_id: i64,
     called_number: String,
@@ -363,7 +364,7 @@ fn open_locked(conn: &mut DbConnection, new: &NewCdr) -> Result<Cdr, StoreError>
 }
 
 /// Caller text from the outside world as it is stored.
-fn caller_text(s: &Option<String>) -> Option<String> {
+pub(crate) fn caller_text(s: &Option<String>) -> Option<String> {
     s.as_deref().map(|s| clean_text(s, MAX_CALLER_LEN))
 }
 
