@@ -64,7 +64,7 @@ pub enum Admission {
 /// For an admitted call, on PostgreSQL four statements: BEGIN, the
 /// number's owner locked and read, the calls in progress counted with the
 /// CDR written when under the cap and the rules read (one statement,
-/// [`one_statement`]), COMMIT. On SQLite five: the count and rules, then
+/// `one_statement`), COMMIT. On SQLite five: the count and rules, then
 /// the CDR. A number of no one's: BEGIN, the lookup, COMMIT.
 pub fn admit(
     conn: &mut DbConnection,
