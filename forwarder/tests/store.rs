@@ -1217,6 +1217,22 @@ fn statements_of_a_call(backend: Backend) {
     let closed = cdrs::close_and_charge(conn, a.cdr.id, &close, at).unwrap();
     assert!(closed.charge.is_some());
     assert_eq!(count(), elsewhere);
+    // Inside the caller's transaction the close goes under lock at once: a
+    // failed statement there would abort the caller's transaction.
+    let Admission::Admitted(a) = admit(conn, &inbound("+4930123456"), at).unwrap() else {
+        panic!("refused")
+    };
+    close.rated_in = Some(chrono_tz::Europe::Berlin);
+    count();
+    let closed = conn
+        .transaction(|c| cdrs::close_and_charge(c, a.cdr.id, &close, at))
+        .unwrap();
+    assert!(closed.charge.is_some());
+    let within = std::mem::take(&mut seen.0.lock().unwrap().0);
+    assert!(
+        !within.iter().any(|q| q.starts_with("WITH closed AS")),
+        "one-statement close tried inside a transaction: {within:#?}"
+    );
     let Admission::Refused(r) = admit(conn, &inbound("+4930999999"), at).unwrap() else {
         panic!("an unknown number admitted")
     };
