@@ -524,13 +524,8 @@ fn close_and_charge_is_atomic(backend: Backend) {
     ledger::record(conn, s.id, &squatter, t0).unwrap();
     let balance = check_balance(conn, s.id);
     let end = t0 + Duration::seconds(30);
-    let err = cdrs::close_and_charge(
-        conn,
-        id,
-        &completed(chrono_tz::UTC, end, 28, dec!(0.10)),
-        end,
-    )
-    .unwrap_err();
+    let charged = completed(chrono_tz::UTC, end, 28, dec!(0.10));
+    let err = cdrs::close_and_charge(conn, id, &charged, end).unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     // The CDR is exactly as before: still answered, no end, no rating.
     let after = cdrs::get(conn, id).unwrap();
@@ -541,7 +536,7 @@ fn close_and_charge_is_atomic(backend: Backend) {
     assert_eq!(cdrs::open_cdrs(conn).unwrap().len(), 1);
 
     // A rating in the wrong currency: refused, nothing written.
-    let mut usd = completed(chrono_tz::UTC, end, 28, dec!(0.10));
+    let mut usd = charged.clone();
     usd.rating = Some(Rating {
         currency: "USD".parse().unwrap(),
         ..rating(dec!(0.10))
@@ -564,13 +559,7 @@ fn close_and_charge_is_atomic(backend: Backend) {
     assert_eq!(cdrs::get(conn, id2).unwrap().status, CdrStatus::Answered);
     assert_eq!(check_balance(conn, s.id), balance);
     // Once the conflict is cleared up the same close goes through.
-    let ok = cdrs::close_and_charge(
-        conn,
-        id2,
-        &completed(chrono_tz::UTC, end, 28, dec!(0.10)),
-        end,
-    )
-    .unwrap();
+    let ok = cdrs::close_and_charge(conn, id2, &charged, end).unwrap();
     assert_eq!(ok.balance, balance - dec!(0.10));
     assert_eq!(check_balance(conn, s.id), balance - dec!(0.10));
 }

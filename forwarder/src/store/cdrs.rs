@@ -642,7 +642,7 @@ pub fn close_and_charge(
     let media = json_text("media_stats", &close.media_stats)?;
     let billable = i64::try_from(close.billable_seconds)
         .map_err(|_| StoreError::Invalid("billable_seconds: too large".into()))?;
-    let cause = close
+    let hangup_cause = close
         .hangup_cause
         .as_deref()
         .map(|c| clean_text(c, MAX_CAUSE_LEN));
@@ -656,7 +656,7 @@ pub fn close_and_charge(
     let fields = FinalSet {
         ended_at: to_micros(close.ended_at),
         sip_status: close.sip_status.map(i32::from),
-        hangup_cause: cause.clone(),
+        hangup_cause,
         billable_seconds: billable,
         media_stats: media,
         price: close.rating.map(|r| StoredMoney(r.price)),
@@ -665,7 +665,7 @@ pub fn close_and_charge(
         rating_currency: close.rating.map(|r| r.currency.to_string()),
     };
     if let DbConnection::Postgres(c) = conn {
-        if let Some(closed) = one_statement::close(c, id, close, &fields, now)? {
+        if let Some(closed) = one_statement::close(c, id, &key, close, &fields, now)? {
             return Ok(closed);
         }
     }
@@ -677,7 +677,7 @@ pub fn close_and_charge(
         let subscriber_id = current.subscriber_id;
         let balance = money.balance;
         if !current.status.is_open() {
-            return retried_close(conn, current, close, cause.as_deref());
+            return retried_close(conn, current, close, fields.hangup_cause.as_deref());
         }
         if let Some(r) = &close.rating {
             if r.currency != subscriber.currency {

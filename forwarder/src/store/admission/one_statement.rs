@@ -23,7 +23,7 @@
 
 use super::Opened;
 use crate::db::schema::cdrs;
-use crate::db::to_micros;
+use crate::db::{to_micros, DbError};
 use crate::store::cdrs::{caller_text, Cdr, CdrRow, CdrStatus, NewCdr};
 use crate::store::prepared::keep_prepared;
 use crate::store::{is_unique_violation, StoreError};
@@ -58,9 +58,10 @@ pub(super) fn open_under_cap(
         other => other?,
     };
     let Some((active, held, _, _)) = rows.first() else {
-        return Err(StoreError::Invalid(
-            "admission: the count of calls returned no row".into(),
-        ));
+        // `c` is one row and the joins keep it.
+        return Err(
+            DbError::Corrupt("admission: the count of calls returned no row".into()).into(),
+        );
     };
     let (active, held) = (u32::try_from(*active).unwrap_or(u32::MAX), *held);
     let mut cdr = None;

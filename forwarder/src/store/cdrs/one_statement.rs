@@ -57,10 +57,12 @@ diesel::define_sql_function! {
 }
 
 /// The close in one statement, or `None` when it is for the locking close
-/// (see the module docs). `fields` are the close's final columns.
+/// (see the module docs). `key` is `id` as stored, `fields` the close's
+/// final columns.
 pub(super) fn close(
     c: &mut PgConnection,
     id: Uuid,
+    key: &str,
     close: &CdrClose,
     fields: &FinalSet,
     now: DateTime<Utc>,
@@ -81,7 +83,6 @@ pub(super) fn close(
         // moves but the currency is still checked.
         (Some(_), _) => return Ok(None),
     };
-    let key = id.to_string();
     let status: CdrStatus = close.status.into();
     // A completed call needs an answer time: this close's or the record's.
     let answer_given =
@@ -92,7 +93,7 @@ pub(super) fn close(
         .map(|t| cdrs::last_media_at.eq(greatest(cdrs::last_media_at, to_micros(t))));
     let update = diesel::update(
         cdrs::table
-            .find(&key)
+            .find(key)
             .filter(open_status())
             .filter(cdrs::received_at.le(to_micros(close.ended_at)))
             .filter(
@@ -132,7 +133,7 @@ pub(super) fn close(
             currency: ch.currency,
             reason: None,
             cdr_id: Some(id),
-            idempotency_key: key,
+            idempotency_key: key.to_owned(),
             created_at: time_of(ch.at)?,
         }),
         (None, None) => None,
